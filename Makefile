@@ -1,0 +1,44 @@
+# Two entry points for a fresh machine: `make demo` (main job) and `make test` (test suite).
+# Both create ./.venv and install into it. torch is pinned to the 2.13.0 CPU wheel where one lies
+# on local disk; elsewhere the same pin comes from PyPI. Override with TORCH_SPEC="torch==X".
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= test
+DEMO ?= demo-out
+MACHINE ?= $(shell $(PYTHON) benchmarks/machine.py --slug 2>/dev/null || echo cpu)
+
+.PHONY: demo test lint bench install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install "$(TORCH_SPEC)"
+	$(BIN)/pip install -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/srtrain synth $(DEMO)/train --count 24 --seed 1
+	$(BIN)/srtrain synth $(DEMO)/val --count 4 --seed 2
+	$(BIN)/srtrain fit --data $(DEMO)/train --val $(DEMO)/val --preset tiny --scale 4 \
+		--steps 200 --batch-size 16 --patch-size 64 --val-every 100 --out $(DEMO)/run --overwrite
+	$(BIN)/srtrain eval $(DEMO)/run --data $(DEMO)/val
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest benchmarks --benchmark-disable -q
+
+bench: install
+	$(BIN)/python -m pytest benchmarks --benchmark-json benchmarks/results/train_throughput-$(MACHINE).json
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache

@@ -1,0 +1,170 @@
+"""SRGAN-family generator and the VGG-style discriminator.
+
+``forward`` has no train-only branches: in eval mode BatchNorm is an affine map that exporters
+fold into the preceding convolution, and dropout is the identity.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import GeneratorConfig
+
+
+class ResidualBlock(nn.Module):
+    """SRResNet block: conv3x3-BN-PReLU-conv3x3-BN plus identity."""
+
+    def __init__(self, channels: int, batchnorm: bool, dropout: float) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(channels, channels, 3, padding=1, bias=not batchnorm)]
+        if batchnorm:
+            layers.append(nn.BatchNorm2d(channels))
+        layers.append(nn.PReLU(channels))
+        layers.append(nn.Conv2d(channels, channels, 3, padding=1, bias=not batchnorm))
+        if batchnorm:
+            layers.append(nn.BatchNorm2d(channels))
+        if dropout > 0:
+            layers.append(nn.Dropout2d(dropout))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class BottleneckBlock(nn.Module):
+    """The seed's block: conv c->b, [conv b->b, BN, PReLU], [conv b->b, BN], conv b->c, + x."""
+
+    def __init__(self, channels: int, inner: int, batchnorm: bool, dropout: float) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, inner, 3, padding=1),
+            nn.Conv2d(inner, inner, 3, padding=1, bias=not batchnorm),
+        ]
+        if batchnorm:
+            layers.append(nn.BatchNorm2d(inner))
+        layers.append(nn.PReLU(inner))
+        layers.append(nn.Conv2d(inner, inner, 3, padding=1, bias=not batchnorm))
+        if batchnorm:
+            layers.append(nn.BatchNorm2d(inner))
+        layers.append(nn.Conv2d(inner, channels, 3, padding=1))
+        if dropout > 0:
+            layers.append(nn.Dropout2d(dropout))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def _upsampler(channels: int, scale: int) -> nn.Sequential:
+    """PixelShuffle stages: x2 and x3 in one stage, x4 as two x2 stages."""
+    factors = [2, 2] if scale == 4 else [scale]
+    layers: list[nn.Module] = []
+    for f in factors:
+        layers += [
+            nn.Conv2d(channels, channels * f * f, 3, padding=1),
+            nn.PixelShuffle(f),
+            nn.PReLU(channels),
+        ]
+    return nn.Sequential(*layers)
+
+
+class Generator(nn.Module):
+    """SRResNet-style generator with a global bicubic skip.
+
+    Input: N x C x H x W in [0, 1]; output: N x C x sH x sW, ``bicubic(x) + residual(x)``,
+    unclamped (clamp and round at the consumer).
+    """
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        cfg = config.validate()
+        self.config = cfg
+        c = cfg.channels
+        self.head = nn.Sequential(
+            nn.Conv2d(cfg.in_channels, c, cfg.head_kernel, padding=cfg.head_kernel // 2),
+            nn.PReLU(c),
+        )
+        if cfg.block == "bottleneck":
+            blocks = [
+                BottleneckBlock(c, cfg.bottleneck_channels, cfg.batchnorm, cfg.dropout)
+                for _ in range(cfg.blocks)
+            ]
+        else:
+            blocks = [ResidualBlock(c, cfg.batchnorm, cfg.dropout) for _ in range(cfg.blocks)]
+        self.body = nn.Sequential(*blocks)
+        trunk: list[nn.Module] = [nn.Conv2d(c, c, 3, padding=1, bias=not cfg.batchnorm)]
+        if cfg.batchnorm:
+            trunk.append(nn.BatchNorm2d(c))
+        self.trunk = nn.Sequential(*trunk)
+        self.upsample = _upsampler(c, cfg.scale)
+        self.tail = nn.Conv2d(c, cfg.out_channels, cfg.tail_kernel, padding=cfg.tail_kernel // 2)
+        # A small residual at start: the untrained network already equals bicubic upscaling.
+        with torch.no_grad():
+            self.tail.weight.mul_(0.1)
+            self.tail.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.config.scale
+        base = F.interpolate(
+            x, size=(x.shape[-2] * s, x.shape[-1] * s), mode="bicubic", align_corners=False
+        )
+        feat = self.head(x)
+        feat = feat + self.trunk(self.body(feat))
+        return base + self.tail(self.upsample(feat))
+
+
+def receptive_radius(config: GeneratorConfig) -> int:
+    """Radius, in LR pixels, of the generator's receptive field (bicubic branch included).
+
+    Tiles need at least this much context on each side for a seamless result.
+    """
+    per_block = 4 if config.block == "bottleneck" else 2
+    r = config.head_kernel // 2 + per_block * config.blocks + 1  # head, blocks, trunk conv
+    res = 1
+    for f in [2, 2] if config.scale == 4 else [config.scale]:
+        r += 1 / res  # the 3x3 conv before each PixelShuffle runs at the current resolution
+        res *= f
+    r += (config.tail_kernel // 2) / res
+    return max(math.ceil(r), 2)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+class Discriminator(nn.Module):
+    """SRGAN VGG-style discriminator for any patch size (adaptive pooling to 6x6, which is
+    exactly the paper's 96-pixel geometry)."""
+
+    def __init__(self, in_channels: int = 3, base: int = 64) -> None:
+        super().__init__()
+        widths = [base, base, base * 2, base * 2, base * 4, base * 4, base * 8, base * 8]
+        layers: list[nn.Module] = []
+        prev = in_channels
+        for i, w in enumerate(widths):
+            stride = 1 if i % 2 == 0 else 2
+            layers.append(nn.Conv2d(prev, w, 3, stride=stride, padding=1, bias=i == 0))
+            if i > 0:
+                layers.append(nn.BatchNorm2d(w))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            prev = w
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(6)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(prev * 36, 1024),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(1024, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(self.features(x)))
+
+
+def build_generator(config: GeneratorConfig) -> Generator:
+    """Construct a generator from its configuration (the registry's single entry point)."""
+    return Generator(config)

@@ -1,0 +1,307 @@
+"""``srtrain``: a thin command-line layer over :mod:`srgan_train`.
+
+User errors print one line and exit 2; ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import UserError
+
+log = logging.getLogger("srgan_train")
+
+
+class _Group(click.Group):
+    """Turns UserError into one line + exit 2 and other failures into one line + exit 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except UserError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"{ctx.info_name}: error: {exc}", err=True)
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            click.echo(f"{ctx.info_name}: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            click.echo(
+                f"{ctx.info_name}: internal error: {type(exc).__name__}: {first} "
+                "(rerun with --debug for the traceback)",
+                err=True,
+            )
+            ctx.exit(1)
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    root = logging.getLogger("srgan_train")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="srtrain")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("-v", "--verbose", is_flag=True, help="More log output.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
+    """Train and evaluate SRGAN/SRResNet super-resolution generators."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    _setup_logging(verbose)
+
+
+# --- fit ----------------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--data", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="Training folder (HR images, HR/ + LR_bicubic/X<s>/, or high_res/ + low_res/). "
+                   "Repeat for several.")
+@click.option("--val", type=click.Path(path_type=Path), help="Validation folder (e.g. Set5).")
+@click.option("--scale", type=click.Choice(["2", "3", "4"]), default=None,
+              help="Upscaling factor [default: 4, or the --init generator's].")
+@click.option("--preset", default=None,
+              help="Generator preset (srtrain presets) [default: small, or the --init one's].")
+@click.option("--phase", type=click.Choice(["pretrain", "gan"]), default="pretrain",
+              show_default=True)
+@click.option("--steps", type=int, default=1000, show_default=True, help="Total training steps.")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--patch-size", type=int, default=96, show_default=True, help="HR patch size.")
+@click.option("--lr", type=float, default=2e-4, show_default=True, help="Generator learning rate.")
+@click.option("--lr-schedule", type=click.Choice(["cosine", "step", "constant"]),
+              default="cosine", show_default=True)
+@click.option("--warmup-steps", type=int, default=0, show_default=True)
+@click.option("--pixel-loss", type=click.Choice(["l1", "mse"]), default="l1", show_default=True)
+@click.option("--pixel-weight", type=float, default=None,
+              help="[default: 1.0; 0.01 in the GAN phase with --vgg-weights]")
+@click.option("--gan-weight", type=float, default=5e-3, show_default=True)
+@click.option("--perceptual-weight", type=float, default=1.0, show_default=True)
+@click.option("--vgg-weights", type=click.Path(path_type=Path), default=None,
+              help="torchvision VGG19 weights file (.pth or .safetensors) for the perceptual "
+                   "loss; never downloaded.")
+@click.option("--vgg-layer", default="conv5_4", show_default=True)
+@click.option("--d-lr", type=float, default=1e-4, show_default=True,
+              help="Discriminator learning rate.")
+@click.option("--ema-decay", type=float, default=0.999, show_default=True)
+@click.option("--grad-clip", type=float, default=1.0, show_default=True,
+              help="Max gradient norm (0 = off).")
+@click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto",
+              show_default=True, help="Mixed precision on CUDA (auto: bf16 where supported).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader workers.")
+@click.option("--cache/--no-cache", default=True, show_default=True,
+              help="Keep decoded training images in memory.")
+@click.option("--augment/--no-augment", default=True, show_default=True,
+              help="Random flips and 90-degree rotations.")
+@click.option("--lr-from-hr", is_flag=True,
+              help="Make LR from HR even when an LR folder exists.")
+@click.option("--val-every", type=int, default=500, show_default=True)
+@click.option("--save-every", type=int, default=500, show_default=True)
+@click.option("--log-every", type=int, default=10, show_default=True)
+@click.option("--init", type=click.Path(path_type=Path), default=None,
+              help="Start from this generator file (e.g. the pretrain result for --phase gan).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
+@click.pass_context
+def fit(ctx: click.Context, out: Path, resume: bool, overwrite: bool, **opts) -> None:
+    """Train a generator (phase pretrain: pixel loss; phase gan: + adversarial/perceptual)."""
+    from .train import CONFIG_FILE, RESUMABLE_OVERRIDES, TrainConfig, Trainer, prepare_run_dir
+
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite exclude each other")
+    cmdline = click.core.ParameterSource.COMMANDLINE
+    given = {k for k in opts if ctx.get_parameter_source(k) == cmdline}
+    values = _fit_values(opts)
+    if resume:
+        prepare_run_dir(out, resume=True, overwrite=False)
+        cfg = TrainConfig.from_json((out / CONFIG_FILE).read_text())
+        for key in sorted(given - RESUMABLE_OVERRIDES):
+            if values[key] != getattr(cfg, key):
+                raise UserError(
+                    f"--{key.replace('_', '-')} {values[key]} differs from the run's "
+                    f"{getattr(cfg, key)}; drop it to resume, or start a new run"
+                )
+        for key in given & RESUMABLE_OVERRIDES:
+            setattr(cfg, key, values[key])
+        cfg.out = str(out)
+    else:
+        values = _fill_from_init(values)
+        cfg = TrainConfig(out=str(out), **values)
+        cfg.resolved()
+        if cfg.vgg_weights and not Path(cfg.vgg_weights).is_file():
+            raise UserError(f"{cfg.vgg_weights}: no such VGG19 weights file")
+        for d in cfg.data:
+            if not Path(d).is_dir():
+                raise UserError(f"{d}: data folder does not exist")
+        prepare_run_dir(out, resume=False, overwrite=overwrite)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm(loggers=[log]):
+        trainer = Trainer(cfg, resume=resume)
+        result = trainer.fit()
+    best = (f"; best val PSNR {result.best_psnr:.3f} dB at step {result.best_step}"
+            if result.best_psnr is not None else "")
+    click.echo(
+        f"{'interrupted' if result.interrupted else 'done'}: step {result.step}/{cfg.steps} "
+        f"in {result.seconds:.1f} s ({result.samples_per_s:.1f} samples/s){best}; "
+        f"generator: {result.generator}"
+    )
+    if result.interrupted:
+        click.echo(f"checkpoint saved; continue with: srtrain fit --out {out} --resume", err=True)
+        ctx.exit(130)
+
+
+def _fit_values(opts: dict) -> dict:
+    values = dict(opts)
+    values["data"] = [str(d) for d in values["data"]]
+    for k in ("val", "vgg_weights", "init"):
+        if values[k] is not None:
+            values[k] = str(values[k])
+    if values["scale"] is not None:
+        values["scale"] = int(values["scale"])
+    return values
+
+
+def _fill_from_init(values: dict) -> dict:
+    """Default --preset and --scale to the --init generator's, and check they agree."""
+    from .checkpoint import read_generator_metadata
+
+    if values["init"] is None:
+        values["preset"] = values["preset"] or "small"
+        values["scale"] = values["scale"] or 4
+        return values
+    meta = read_generator_metadata(Path(values["init"]))
+    init_scale = int(meta["scale"])
+    if values["scale"] is not None and values["scale"] != init_scale:
+        raise UserError(f"{values['init']}: generator is x{init_scale}, --scale is "
+                        f"{values['scale']}")
+    values["scale"] = init_scale
+    values["preset"] = values["preset"] or meta.get("preset", "small")
+    return values
+
+
+# --- eval ---------------------------------------------------------------------------------------
+
+def _resolve_generator_path(ckpt: Path) -> Path:
+    if ckpt.is_dir():
+        cand = ckpt / "generator.safetensors"
+        if not cand.is_file():
+            raise UserError(f"{ckpt}: run folder has no generator.safetensors yet")
+        return cand
+    return ckpt
+
+
+@cli.command(name="eval")
+@click.argument("ckpt", required=False, type=click.Path(path_type=Path))
+@click.option("--data", required=True, type=click.Path(path_type=Path),
+              help="Evaluation folder (HR/ and optionally LR_bicubic/X<s>/).")
+@click.option("--scale", type=click.Choice(["2", "3", "4"]), default=None,
+              help="[default: the generator's]")
+@click.option("--bicubic-only", is_flag=True, help="Evaluate the bicubic baseline alone.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
+@click.option("--device", default="auto", show_default=True)
+def eval_cmd(ckpt: Path | None, data: Path, scale: str | None, bicubic_only: bool,
+             as_json: bool, device: str) -> None:
+    """PSNR/SSIM (Y, standard protocol) of a generator on a folder, beside bicubic."""
+    from .evaluate import evaluate, format_table, load_eval_set
+
+    upscale = None
+    label = "model"
+    if bicubic_only:
+        if ckpt is not None:
+            raise UserError("--bicubic-only takes no checkpoint")
+        if scale is None:
+            raise UserError("--bicubic-only needs --scale")
+        s = int(scale)
+    else:
+        if ckpt is None:
+            raise UserError("give a generator file (or run folder), or --bicubic-only")
+        from .checkpoint import load_generator
+        from .evaluate import torch_upscaler
+        from .train import pick_device
+
+        dev = pick_device(device)
+        gf = load_generator(_resolve_generator_path(ckpt), device=dev)
+        if scale is not None and int(scale) != gf.scale:
+            raise UserError(f"{ckpt}: generator is x{gf.scale}, --scale is {scale}")
+        s = gf.scale
+        upscale = torch_upscaler(gf.model, dev)
+        label = gf.metadata.get("preset", "model")
+    pairs, errors = load_eval_set(data, s)
+    for e in errors:
+        log.warning("skipping %s", e)
+    report = evaluate(pairs, s, upscale)
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+    else:
+        click.echo(f"{data} x{s}: {len(pairs)} images (Y PSNR/SSIM, crop {s})")
+        click.echo(format_table(report, label))
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+@cli.command()
+def presets() -> None:
+    """List the generator presets."""
+    from .archs import build_generator, count_parameters
+    from .config import PRESETS, preset_config
+
+    for name, (cfg, desc) in PRESETS.items():
+        n = count_parameters(build_generator(preset_config(name)))
+        click.echo(f"{name:<10} x{cfg.scale} default, {n / 1e6:.3f} M params at that scale: {desc}")
+
+
+@cli.command()
+@click.argument("ckpt", type=click.Path(path_type=Path))
+def info(ckpt: Path) -> None:
+    """Print a generator file's metadata."""
+    from .checkpoint import read_generator_metadata
+
+    meta = read_generator_metadata(_resolve_generator_path(ckpt))
+    click.echo(json.dumps(meta, indent=2, sort_keys=True))
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--count", type=int, default=16, show_default=True)
+@click.option("--size", default="192x256", show_default=True, help="HxW of each image.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def synth(folder: Path, count: int, size: str, seed: int) -> None:
+    """Write procedural test images (for demos without image data)."""
+    from .synth import write_textures
+
+    try:
+        h, w = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size {size!r}: expected HxW, e.g. 192x256") from None
+    if count < 1 or h < 16 or w < 16:
+        raise UserError("--count must be >= 1 and each side >= 16")
+    paths = write_textures(folder, count, (h, w), seed)
+    click.echo(f"wrote {len(paths)} images to {folder}")
+
+
+def main() -> None:
+    cli(prog_name="srtrain")
+
+
+if __name__ == "__main__":
+    main()

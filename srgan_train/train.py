@@ -1,0 +1,532 @@
+"""The training loop behind ``srtrain fit``: pretrain (pixel loss) and GAN phases, EMA, AMP,
+validation, atomic checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .archs import Discriminator, Generator, build_generator, count_parameters
+from .checkpoint import load_generator, load_training_state, save_generator, save_training_state
+from .config import GeneratorConfig, preset_config
+from .data import PatchDataset, find_pairs, make_loader
+from .ema import EMA
+from .errors import UserError
+from .evaluate import EvalPair, evaluate, load_eval_set, torch_upscaler
+from .losses import PerceptualLoss, adversarial_loss, pixel_loss
+
+log = logging.getLogger(__name__)
+
+GENERATOR_FILE = "generator.safetensors"
+LAST_CHECKPOINT = "checkpoints/last.pt"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+
+# Options that may differ on --resume without changing the run's results.
+RESUMABLE_OVERRIDES = frozenset(
+    {"steps", "workers", "val_every", "save_every", "log_every", "progress"}
+)
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; stored resolved in the run folder's config.json."""
+
+    data: list[str]
+    out: str
+    val: str | None = None
+    scale: int = 4
+    preset: str = "small"
+    phase: str = "pretrain"
+    steps: int = 1000
+    batch_size: int = 16
+    patch_size: int = 96
+    lr: float = 2e-4
+    lr_schedule: str = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.99
+    pixel_loss: str = "l1"
+    pixel_weight: float | None = None
+    gan_weight: float = 5e-3
+    perceptual_weight: float = 1.0
+    vgg_weights: str | None = None
+    vgg_layer: str = "conv5_4"
+    d_lr: float = 1e-4
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    amp: str = "auto"
+    device: str = "auto"
+    seed: int = 0
+    workers: int = 0
+    cache: bool = True
+    augment: bool = True
+    lr_from_hr: bool = False
+    val_every: int = 500
+    save_every: int = 500
+    log_every: int = 10
+    init: str | None = None
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def resolved(self) -> TrainConfig:
+        """Fill phase-dependent defaults and check ranges."""
+        if self.phase not in ("pretrain", "gan"):
+            raise UserError(f"unknown phase {self.phase!r} (pretrain or gan)")
+        if self.lr_schedule not in ("cosine", "step", "constant"):
+            raise UserError(f"unknown LR schedule {self.lr_schedule!r} (cosine, step, constant)")
+        if self.amp not in ("auto", "off", "bf16", "fp16"):
+            raise UserError(f"unknown AMP mode {self.amp!r} (auto, off, bf16, fp16)")
+        for name in ("steps", "batch_size", "patch_size", "val_every", "save_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.pixel_weight is None:
+            with_vgg = self.phase == "gan" and self.vgg_weights
+            self.pixel_weight = 1e-2 if with_vgg else 1.0
+        if not self.data:
+            raise UserError("no training data folder given (--data)")
+        return self
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def lr_factor(schedule: str, step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based)."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "step":  # halve at 50%, 75% and 90% of training
+        return 0.5 ** sum(progress >= m for m in (0.5, 0.75, 0.9))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but torch sees no CUDA GPU")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}") from None
+
+
+def pick_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for the mode on this device (None: full fp32). AMP is CUDA-only."""
+    if device.type != "cuda" or mode == "off":
+        if mode in ("bf16", "fp16") and device.type != "cuda":
+            log.warning("AMP %s is only used on CUDA; training in fp32 on %s", mode, device)
+        return None
+    if mode == "fp16":
+        return torch.float16
+    if mode == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+@dataclass
+class FitResult:
+    """What a finished (or interrupted) run produced."""
+
+    run_dir: Path
+    step: int
+    interrupted: bool
+    best_psnr: float | None
+    best_step: int | None
+    generator: Path | None
+    seconds: float
+    samples_per_s: float
+
+
+class _MetricsLog:
+    """Appends train/val rows to metrics.jsonl, train.csv and val.csv."""
+
+    TRAIN_COLS = ("step", "loss", "pixel", "perceptual", "adversarial", "d_loss", "lr",
+                  "samples_per_s")
+    VAL_COLS = ("step", "psnr", "ssim")
+
+    def __init__(self, run_dir: Path, resume_step: int | None) -> None:
+        self.jsonl = run_dir / METRICS_FILE
+        self.train_csv = run_dir / "train.csv"
+        self.val_csv = run_dir / "val.csv"
+        if resume_step is not None:
+            self._truncate(resume_step)
+
+    def _truncate(self, step: int) -> None:
+        # Rows logged after the checkpoint we resume from would be logged again: drop them.
+        if self.jsonl.exists():
+            keep = [ln for ln in self.jsonl.read_text().splitlines()
+                    if ln.strip() and json.loads(ln)["step"] <= step]
+            self.jsonl.write_text("".join(k + "\n" for k in keep))
+        for path in (self.train_csv, self.val_csv):
+            if path.exists():
+                lines = path.read_text().splitlines()
+                keep = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",")[0]) <= step]
+                path.write_text("".join(k + "\n" for k in keep))
+
+    def _append_csv(self, path: Path, cols: tuple[str, ...], row: dict) -> None:
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(cols)
+            w.writerow([row.get(c, "") for c in cols])
+
+    def train(self, row: dict) -> None:
+        with open(self.jsonl, "a") as f:
+            f.write(json.dumps({"kind": "train", **row}) + "\n")
+        self._append_csv(self.train_csv, self.TRAIN_COLS, row)
+
+    def val(self, row: dict) -> None:
+        with open(self.jsonl, "a") as f:
+            f.write(json.dumps({"kind": "val", **row}) + "\n")
+        self._append_csv(self.val_csv, self.VAL_COLS, row)
+
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Create the run folder; refuse to reuse one unless resuming or overwriting."""
+    if resume:
+        if not (out / LAST_CHECKPOINT).is_file():
+            raise UserError(f"{out}: nothing to resume (no {LAST_CHECKPOINT})")
+        return
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise UserError(f"{out}: run folder exists; use --resume to continue or --overwrite")
+        if not (out / CONFIG_FILE).is_file():
+            raise UserError(f"{out}: not a run folder of srtrain; refusing to delete it")
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out}: cannot create run folder ({exc.strerror})") from None
+
+
+class Trainer:
+    """One training run. ``fit()`` runs to ``config.steps`` or until ``request_stop()``."""
+
+    def __init__(self, config: TrainConfig, *, resume: bool = False) -> None:
+        self.cfg = config.resolved()
+        self.run_dir = Path(self.cfg.out)
+        self.device = pick_device(self.cfg.device)
+        self.amp_dtype = pick_amp(self.cfg.amp, self.device)
+        self._stop = False
+        self.step = 0
+        self.best_psnr: float | None = None
+        self.best_step: int | None = None
+        self.on_step: Callable[[Trainer, dict], None] | None = None
+
+        torch.manual_seed(self.cfg.seed)
+        gen_cfg = self._generator_config()
+        self.gen_config = gen_cfg
+        self.G: Generator = build_generator(gen_cfg).to(self.device)
+        if self.cfg.init and not resume:
+            self._load_init(gen_cfg)
+        self.ema = EMA(self.G, self.cfg.ema_decay)
+        betas = (self.cfg.beta1, self.cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=self.cfg.lr, betas=betas)
+        self.sched_g = self._scheduler(self.opt_g)
+        self.D: Discriminator | None = None
+        self.opt_d = self.sched_d = None
+        self.perceptual: PerceptualLoss | None = None
+        if self.cfg.phase == "gan":
+            self.D = Discriminator(gen_cfg.out_channels).to(self.device)
+            self.opt_d = torch.optim.Adam(self.D.parameters(), lr=self.cfg.d_lr, betas=betas)
+            self.sched_d = self._scheduler(self.opt_d)
+            if self.cfg.vgg_weights:
+                from .vgg import VGGFeatures
+
+                feats = VGGFeatures(Path(self.cfg.vgg_weights), self.cfg.vgg_layer)
+                self.perceptual = PerceptualLoss(feats).to(self.device)
+        self.pixel = pixel_loss(self.cfg.pixel_loss)
+        fp16 = self.amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+        self.scaler_d = torch.amp.GradScaler("cuda", enabled=fp16)
+        if resume:
+            self._restore(load_training_state(self.run_dir / LAST_CHECKPOINT))
+
+    # --- construction helpers -------------------------------------------------------------
+    def _generator_config(self) -> GeneratorConfig:
+        cfg = preset_config(self.cfg.preset, self.cfg.scale)
+        over = self.cfg.extra.get("generator") or {}
+        if over:
+            from dataclasses import replace
+
+            cfg = replace(cfg, **over).validate()
+        return cfg
+
+    def _load_init(self, gen_cfg: GeneratorConfig) -> None:
+        gf = load_generator(Path(self.cfg.init), device=self.device)
+        if gf.config != gen_cfg:
+            raise UserError(
+                f"{self.cfg.init}: --init generator is preset {gf.metadata.get('preset')!r} at "
+                f"x{gf.scale}, but this run builds {self.cfg.preset!r} at x{self.cfg.scale} "
+                f"(configs differ)"
+            )
+        self.G.load_state_dict(gf.model.state_dict())
+
+    def _scheduler(self, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+        c = self.cfg
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_factor(c.lr_schedule, s, c.steps, c.warmup_steps, c.min_lr_ratio)
+        )
+
+    # --- checkpoints ----------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "format": "srgan-toolkit/train-state",
+            "toolkit_version": __version__,
+            "config": self.cfg.to_json(),
+            "step": self.step,
+            "best_psnr": self.best_psnr if self.best_psnr is not None else float("nan"),
+            "best_step": self.best_step if self.best_step is not None else -1,
+            "generator": self.G.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "sched_g": self.sched_g.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            state["rng_cuda"] = torch.cuda.get_rng_state_all()
+        if self.D is not None:
+            state["discriminator"] = self.D.state_dict()
+            state["opt_d"] = self.opt_d.state_dict()
+            state["sched_d"] = self.sched_d.state_dict()
+            state["scaler_d"] = self.scaler_d.state_dict()
+        return state
+
+    def save_checkpoint(self) -> Path:
+        path = self.run_dir / LAST_CHECKPOINT
+        save_training_state(self._state(), path)
+        return path
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        saved = TrainConfig.from_json(state["config"])
+        if saved.phase != self.cfg.phase or saved.preset != self.cfg.preset or \
+                saved.scale != self.cfg.scale:
+            raise UserError(
+                f"{self.run_dir}: checkpoint is {saved.preset} x{saved.scale} {saved.phase}, "
+                f"this run asks for {self.cfg.preset} x{self.cfg.scale} {self.cfg.phase}"
+            )
+        try:
+            self.G.load_state_dict(state["generator"])
+            self.ema.load_state_dict(state["ema"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.sched_g.load_state_dict(state["sched_g"])
+            self.scaler.load_state_dict(state["scaler"])
+            if self.D is not None:
+                self.D.load_state_dict(state["discriminator"])
+                self.opt_d.load_state_dict(state["opt_d"])
+                self.sched_d.load_state_dict(state["sched_d"])
+                self.scaler_d.load_state_dict(state["scaler_d"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            first = str(exc).splitlines()[0]
+            raise UserError(f"{self.run_dir}: checkpoint does not fit this run ({first})") from None
+        torch.set_rng_state(state["rng_cpu"])
+        if "rng_cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self.step = int(state["step"])
+        bp = float(state["best_psnr"])
+        self.best_psnr = None if math.isnan(bp) else bp
+        self.best_step = None if int(state["best_step"]) < 0 else int(state["best_step"])
+
+    def save_generator(self) -> Path:
+        path = self.run_dir / GENERATOR_FILE
+        extra: dict[str, Any] = {"phase": self.cfg.phase, "ema_decay": str(self.cfg.ema_decay)}
+        if self.best_psnr is not None:
+            extra.update(val_psnr=f"{self.best_psnr:.4f}", val_set=str(self.cfg.val))
+        save_generator(self.ema.shadow, path, preset=self.cfg.preset, step=self.step, extra=extra)
+        return path
+
+    # --- one step -------------------------------------------------------------------------
+    def _autocast(self):
+        return torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.float32,
+            enabled=self.amp_dtype is not None,
+        )
+
+    def _backward_step(self, loss, opt, scaler, params) -> None:
+        if not torch.isfinite(loss.detach()):
+            # Checked before the update so that the weights and the last checkpoint stay sound.
+            raise UserError(f"training diverged at step {self.step + 1} (loss {loss.item()}); "
+                            "lower --lr or use --amp off")
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if self.cfg.grad_clip > 0:
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+
+    def train_step(self, lr: torch.Tensor, hr: torch.Tensor) -> dict[str, float]:
+        c = self.cfg
+        self.G.train()
+        row: dict[str, float] = {}
+        if self.D is None:
+            with self._autocast():
+                sr = self.G(lr)
+                loss = c.pixel_weight * self.pixel(sr.float(), hr)
+            self._backward_step(loss, self.opt_g, self.scaler, self.G.parameters())
+            row.update(loss=loss.item(), pixel=loss.item())
+        else:
+            self.D.train()
+            with self._autocast():
+                sr = self.G(lr)
+                d_loss = adversarial_loss(self.D(hr), True) + \
+                    adversarial_loss(self.D(sr.detach()), False)
+            self._backward_step(d_loss, self.opt_d, self.scaler_d, self.D.parameters())
+            self.D.requires_grad_(False)
+            with self._autocast():
+                pix = self.pixel(sr.float(), hr)
+                adv = adversarial_loss(self.D(sr), True)
+                loss = c.pixel_weight * pix + c.gan_weight * adv
+                if self.perceptual is not None:
+                    per = self.perceptual(sr.float(), hr)
+                    loss = loss + c.perceptual_weight * per
+                    row["perceptual"] = per.item()
+            self._backward_step(loss, self.opt_g, self.scaler, self.G.parameters())
+            self.D.requires_grad_(True)
+            self.sched_d.step()
+            row.update(loss=loss.item(), pixel=pix.item(), adversarial=adv.item(),
+                       d_loss=d_loss.item())
+        row["lr"] = self.opt_g.param_groups[0]["lr"]
+        self.sched_g.step()
+        self.ema.update(self.G, self.step)
+        self.step += 1
+        return row
+
+    # --- validation -----------------------------------------------------------------------
+    def validate(self, pairs: list[EvalPair]) -> tuple[float, float]:
+        report = evaluate(pairs, self.cfg.scale, torch_upscaler(self.ema.shadow, self.device))
+        m = report.mean()
+        return float(m["psnr"]), float(m["ssim"])
+
+    def request_stop(self) -> None:
+        """Finish the current step, save a checkpoint and return from ``fit``."""
+        self._stop = True
+
+    # --- the loop -------------------------------------------------------------------------
+    def fit(self) -> FitResult:
+        c = self.cfg
+        pairs = []
+        for d in c.data:
+            pairs += find_pairs(Path(d), c.scale, lr_from_hr=c.lr_from_hr)
+        dataset = PatchDataset(pairs, c.scale, c.patch_size, seed=c.seed, augment=c.augment,
+                               cache=c.cache)
+        rep = dataset.report
+        log.info("training images: %d used, %d too small, %d unreadable",
+                 rep.used, rep.too_small, rep.unreadable)
+        val_pairs: list[EvalPair] = []
+        if c.val:
+            val_pairs, errors = load_eval_set(Path(c.val), c.scale)
+            for e in errors:
+                log.warning("validation: skipping %s", e)
+        if c.phase == "gan" and self.perceptual is None:
+            log.warning("GAN phase without --vgg-weights: training without the perceptual term "
+                        "(pixel + adversarial only)")
+        (self.run_dir / CONFIG_FILE).write_text(c.to_json())
+        metrics = _MetricsLog(self.run_dir, self.step if self.step else None)
+        log.info("generator %s x%d: %d parameters on %s%s", c.preset, c.scale,
+                 count_parameters(self.G), self.device,
+                 f", AMP {self.amp_dtype}" if self.amp_dtype else "")
+
+        start_step, t0 = self.step, time.perf_counter()
+        interrupted = False
+        completed = False
+        previous = signal.getsignal(signal.SIGINT)
+
+        def on_sigint(signum, frame):  # first Ctrl-C: stop cleanly; second: abort
+            self._stop = True
+            signal.signal(signal.SIGINT, previous)
+
+        in_main = _is_main_thread()
+        if in_main:
+            signal.signal(signal.SIGINT, on_sigint)
+        bar = None
+        try:
+            if c.progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=c.steps, initial=self.step, unit="step", dynamic_ncols=True)
+            if self.step < c.steps:
+                loader = make_loader(dataset, c.batch_size, self.step, c.steps, c.workers)
+                last_t, last_step = time.perf_counter(), self.step
+                for lr_b, hr_b in loader:
+                    row = self.train_step(lr_b.to(self.device, non_blocking=True),
+                                          hr_b.to(self.device, non_blocking=True))
+                    if self.step % c.log_every == 0 or self.step == c.steps:
+                        now = time.perf_counter()
+                        sps = (self.step - last_step) * c.batch_size / max(now - last_t, 1e-9)
+                        last_t, last_step = now, self.step
+                        metrics.train({"step": self.step, **row, "samples_per_s": round(sps, 3)})
+                    if val_pairs and (self.step % c.val_every == 0 or self.step == c.steps):
+                        psnr_v, ssim_v = self.validate(val_pairs)
+                        metrics.val({"step": self.step, "psnr": psnr_v, "ssim": ssim_v})
+                        if self.best_psnr is None or psnr_v > self.best_psnr:
+                            self.best_psnr, self.best_step = psnr_v, self.step
+                            self.save_generator()
+                        if bar is not None:
+                            bar.set_postfix(loss=f"{row['loss']:.4f}", val_psnr=f"{psnr_v:.3f}")
+                    elif bar is not None and self.step % max(1, c.log_every) == 0:
+                        post = {"loss": f"{row['loss']:.4f}"}
+                        if self.best_psnr is not None:
+                            post["best_psnr"] = f"{self.best_psnr:.3f}"
+                        bar.set_postfix(post)
+                    if self.step % c.save_every == 0:
+                        self.save_checkpoint()
+                    if bar is not None:
+                        bar.update(1)
+                    if self.on_step is not None:
+                        self.on_step(self, row)
+                    if self._stop:
+                        interrupted = self.step < c.steps
+                        break
+            completed = True
+        finally:
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
+            if bar is not None:
+                bar.close()
+            # After an error the last periodic checkpoint stands: a half-done step is not saved.
+            if completed and self.step > start_step:
+                self.save_checkpoint()
+        if not val_pairs or self.best_psnr is None:
+            self.save_generator()
+        seconds = time.perf_counter() - t0
+        done = self.step - start_step
+        gen = self.run_dir / GENERATOR_FILE
+        return FitResult(
+            run_dir=self.run_dir, step=self.step, interrupted=interrupted,
+            best_psnr=self.best_psnr, best_step=self.best_step,
+            generator=gen if gen.exists() else None, seconds=seconds,
+            samples_per_s=done * c.batch_size / seconds if seconds > 0 else 0.0,
+        )
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

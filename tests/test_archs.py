@@ -1,0 +1,107 @@
+"""Generator family, presets, BatchNorm folding, receptive field and discriminator."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from srgan_train.archs import (
+    Discriminator,
+    build_generator,
+    count_parameters,
+    receptive_radius,
+)
+from srgan_train.config import PRESETS, GeneratorConfig, preset_config
+from srgan_train.errors import UserError
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("block", ["residual", "bottleneck"])
+def test_output_shape_any_size(scale: int, block: str) -> None:
+    cfg = GeneratorConfig(scale=scale, channels=8, blocks=2, block=block, bottleneck_channels=4)
+    g = build_generator(cfg).eval()
+    for n, h, w in [(1, 7, 9), (3, 16, 5)]:
+        y = g(torch.rand(n, 3, h, w))
+        assert y.shape == (n, 3, h * scale, w * scale)
+
+
+def test_presets_exist_and_srresnet_has_paper_size() -> None:
+    assert {"srresnet", "seed", "small", "tiny"} <= set(PRESETS)
+    g = build_generator(preset_config("srresnet", 4))
+    assert 1.50e6 < count_parameters(g) < 1.56e6  # the paper's ~1.55 M
+    seed = preset_config("seed")
+    assert seed.scale == 2 and seed.block == "bottleneck" and seed.blocks == 8
+    assert count_parameters(build_generator(preset_config("small"))) < 0.3e6
+    with pytest.raises(UserError, match="unknown preset"):
+        preset_config("nope")
+    with pytest.raises(UserError, match="scale"):
+        preset_config("small", 5)
+
+
+def test_untrained_generator_is_close_to_bicubic() -> None:
+    torch.manual_seed(0)
+    g = build_generator(preset_config("small", 4)).eval()
+    x = torch.rand(1, 3, 24, 24)
+    base = F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False)
+    with torch.no_grad():
+        diff = (g(x) - base).abs().mean().item()
+    assert diff < 0.05
+
+
+def _randomise_bn(model: torch.nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+
+
+@pytest.mark.parametrize("preset", ["srresnet", "seed"])
+def test_batchnorm_folds_in_eval_mode(preset: str) -> None:
+    """Conv+BN folding (what exporters do) leaves the eval output unchanged and removes BN."""
+    from torch.fx.experimental.optimization import fuse
+
+    torch.manual_seed(0)
+    g = build_generator(preset_config(preset)).eval()
+    _randomise_bn(g)
+    fused = fuse(g)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    x = torch.rand(2, 3, 12, 10)
+    with torch.no_grad():
+        assert torch.allclose(g(x), fused(x), atol=1e-4)
+
+
+def test_eval_forward_is_deterministic_with_dropout() -> None:
+    g = build_generator(preset_config("seed")).eval()
+    x = torch.rand(1, 3, 10, 10)
+    with torch.no_grad():
+        assert torch.equal(g(x), g(x))
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_receptive_radius_bounds_the_influence_of_a_pixel(preset: str) -> None:
+    torch.manual_seed(0)
+    cfg = preset_config(preset, 4)
+    g = build_generator(cfg).eval()
+    for p in g.parameters():  # make every layer matter
+        p.data.normal_(0, 0.2)
+    r = receptive_radius(cfg)
+    size, c = 2 * r + 21, r + 10
+    x = torch.rand(1, 3, size, size)
+    x2 = x.clone()
+    x2[..., c, c] += 1.0
+    with torch.no_grad():
+        d = (g(x2) - g(x)).abs().sum(1)[0]
+    ys, xs = torch.nonzero(d > 0, as_tuple=True)
+    lo, hi = (c - r) * 4, (c + r + 1) * 4
+    assert ys.min() >= lo and ys.max() < hi and xs.min() >= lo and xs.max() < hi
+    # ... and the radius is not wildly pessimistic: the effect reaches beyond radius - 2.
+    assert ys.min() < (c - r + 2) * 4
+
+
+def test_discriminator_accepts_any_patch_size() -> None:
+    d = Discriminator()
+    for s in (32, 96, 128, 50):
+        assert d(torch.rand(2, 3, s, s)).shape == (2, 1)

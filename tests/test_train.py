@@ -1,0 +1,175 @@
+"""Training loop: exact resume, Ctrl-C style stops, GAN phase, EMA, schedules, quality."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from srgan_train.archs import build_generator
+from srgan_train.checkpoint import load_generator, save_generator
+from srgan_train.config import GeneratorConfig, preset_config
+from srgan_train.ema import EMA
+from srgan_train.errors import UserError
+from srgan_train.train import TrainConfig, Trainer, lr_factor, prepare_run_dir
+
+
+def _cfg(data: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(data=[str(data)], out=str(out), preset="tiny", scale=4, steps=12, batch_size=4,
+                patch_size=32, log_every=1, save_every=5, val_every=6, progress=False, seed=5)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _losses(run: Path) -> list[tuple[int, float]]:
+    rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in rows if r["kind"] == "train"]
+
+
+def _run(cfg: TrainConfig, stop_at: int | None = None, resume: bool = False):
+    prepare_run_dir(Path(cfg.out), resume=resume, overwrite=False)
+    t = Trainer(cfg, resume=resume)
+    if stop_at is not None:
+        t.on_step = lambda tr, row: tr.request_stop() if tr.step == stop_at else None
+    return t.fit()
+
+
+@pytest.mark.parametrize("phase", ["pretrain", "gan"])
+def test_interrupted_and_resumed_run_equals_uninterrupted(
+    tmp_path: Path, textures: Path, phase: str
+) -> None:
+    kw = dict(phase=phase, val=str(textures), preset="seed" if phase == "pretrain" else "tiny")
+    if phase == "pretrain":
+        kw.update(scale=2, patch_size=16)  # the seed preset: BN, dropout (RNG state) and EMA
+    full = _run(_cfg(textures, tmp_path / "full", **kw))
+    assert full.step == 12 and not full.interrupted
+
+    part = _run(_cfg(textures, tmp_path / "part", **kw), stop_at=7)
+    assert part.interrupted and part.step == 7
+    resumed = _run(_cfg(textures, tmp_path / "part", **kw), resume=True)
+    assert resumed.step == 12 and not resumed.interrupted
+
+    a, b = _losses(tmp_path / "full"), _losses(tmp_path / "part")
+    assert [s for s, _ in a] == list(range(1, 13))
+    assert a == b  # identical losses, step by step
+    ga = load_generator(tmp_path / "full" / "generator.safetensors").model.state_dict()
+    gb = load_generator(tmp_path / "part" / "generator.safetensors").model.state_dict()
+    assert all(torch.equal(ga[k], gb[k]) for k in ga)
+    va = (tmp_path / "full" / "val.csv").read_text()
+    assert va == (tmp_path / "part" / "val.csv").read_text()
+
+
+def test_resume_after_crash_drops_rows_past_the_checkpoint(tmp_path: Path,
+                                                          textures: Path) -> None:
+    cfg = _cfg(textures, tmp_path / "r", steps=8, save_every=4)
+    _run(cfg)
+    # Pretend the process died at step 6: the checkpoint says 4, rows 5..8 must go.
+    t = Trainer(cfg, resume=True)
+    assert t.step == 8
+    state = torch.load(tmp_path / "r/checkpoints/last.pt", weights_only=True)
+    state["step"] = 4
+    torch.save(state, tmp_path / "r/checkpoints/last.pt")
+    cfg2 = _cfg(textures, tmp_path / "r", steps=8, save_every=4)
+    Trainer(cfg2, resume=True).fit()
+    steps = [s for s, _ in _losses(tmp_path / "r")]
+    assert steps == list(range(1, 9))
+
+
+def test_gan_phase_with_perceptual_loss(tmp_path: Path, textures: Path) -> None:
+    from srgan_train.vgg import vgg19_features
+
+    torch.manual_seed(0)
+    feats = vgg19_features("pool5")
+    # torchvision's key layout: features.<index>.weight plus classifier weights we ignore.
+    state = {f"features.{k}": v for k, v in feats.state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(2, 2)
+    vgg = tmp_path / "vgg19.pth"
+    torch.save(state, vgg)
+    init = tmp_path / "init.safetensors"
+    save_generator(build_generator(preset_config("tiny", 4)), init, preset="tiny", step=0)
+    cfg = _cfg(textures, tmp_path / "gan", phase="gan", vgg_weights=str(vgg),
+               vgg_layer="conv2_2", init=str(init), steps=4)
+    res = _run(cfg)
+    rows = [json.loads(ln) for ln in (tmp_path / "gan/metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r["kind"] == "train"]
+    assert all({"perceptual", "adversarial", "d_loss"} <= set(r) for r in train)
+    assert cfg.pixel_weight == pytest.approx(1e-2)
+    meta = load_generator(res.generator).metadata
+    assert meta["phase"] == "gan"
+
+
+def test_gan_without_vgg_says_so(tmp_path: Path, textures: Path,
+                                 caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        _run(_cfg(textures, tmp_path / "g", phase="gan", steps=2))
+    assert "without the perceptual term" in caplog.text
+
+
+def test_bad_vgg_weights_and_init_mismatch(tmp_path: Path, textures: Path) -> None:
+    bad = tmp_path / "bad.pth"
+    torch.save({"features.0.weight": torch.zeros(1)}, bad)
+    with pytest.raises(UserError, match="VGG19"):
+        Trainer(_cfg(textures, tmp_path / "a", phase="gan", vgg_weights=str(bad)))
+    init = tmp_path / "x2.safetensors"
+    save_generator(build_generator(preset_config("tiny", 2)), init, preset="tiny", step=0)
+    with pytest.raises(UserError, match="configs differ"):
+        Trainer(_cfg(textures, tmp_path / "b", init=str(init)))
+
+
+def test_run_folder_rules(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    prepare_run_dir(out, resume=False, overwrite=False)
+    (out / "config.json").write_text("{}")
+    with pytest.raises(UserError, match="exists"):
+        prepare_run_dir(out, resume=False, overwrite=False)
+    prepare_run_dir(out, resume=False, overwrite=True)
+    assert not any(out.iterdir())
+    with pytest.raises(UserError, match="nothing to resume"):
+        prepare_run_dir(out, resume=True, overwrite=False)
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "thesis.txt").write_text("do not delete")
+    with pytest.raises(UserError, match="refusing to delete"):
+        prepare_run_dir(other, resume=False, overwrite=True)
+    assert (other / "thesis.txt").exists()
+
+
+def test_ema_averages_parameters_and_buffers() -> None:
+    g = build_generator(GeneratorConfig(scale=2, channels=4, blocks=1, batchnorm=True))
+    ema = EMA(g, decay=0.5)
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(1.0)
+        for b in g.buffers():
+            if b.is_floating_point():
+                b.add_(1.0)
+    before = {k: v.clone() for k, v in ema.state_dict().items()}
+    ema.update(g, step=10**6)  # decay 0.5 once warm
+    after = ema.state_dict()
+    mean_key = next(k for k in after if k.endswith("running_mean"))
+    assert torch.allclose(after[mean_key], before[mean_key] + 0.5)
+    w_key = "head.0.weight"
+    assert torch.allclose(after[w_key], before[w_key] + 0.5)
+
+
+def test_lr_schedules() -> None:
+    assert lr_factor("constant", 50, 100, 0, 0.01) == 1.0
+    assert lr_factor("cosine", 0, 100, 0, 0.01) == pytest.approx(1.0)
+    assert lr_factor("cosine", 100, 100, 0, 0.01) == pytest.approx(0.01)
+    assert lr_factor("cosine", 5, 100, 10, 0.01) == pytest.approx(0.6)
+    assert lr_factor("step", 60, 100, 0, 0.0) == 0.5
+    assert lr_factor("step", 95, 100, 0, 0.0) == 0.125
+
+
+@pytest.mark.data
+def test_short_training_beats_bicubic_on_set5(tmp_path: Path, t91: Path, set5: Path) -> None:
+    """A couple of hundred steps of the tiny preset on T91 already beat bicubic on Set5."""
+    cfg = TrainConfig(data=[str(t91)], val=str(set5), out=str(tmp_path / "t"), preset="tiny",
+                      scale=4, steps=200, batch_size=16, patch_size=64, val_every=200,
+                      progress=False)
+    prepare_run_dir(tmp_path / "t", resume=False, overwrite=False)
+    res = Trainer(cfg).fit()
+    assert res.best_psnr is not None and res.best_psnr > 28.43 + 0.15  # bicubic: 28.43
