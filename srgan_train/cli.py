@@ -118,6 +118,8 @@ def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
 @click.option("--init", type=click.Path(path_type=Path), default=None,
               help="Start from this generator file (e.g. the pretrain result for --phase gan).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--threads", type=int, default=0, show_default=True,
+              help="CPU threads for torch (0 = torch's default).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")

@@ -65,6 +65,10 @@ PRESETS: dict[str, tuple[GeneratorConfig, str]] = {
         ),
         "the seed project's x2 generator: 8 bottleneck blocks (64->32->64), dropout 0.1",
     ),
+    "medium": (
+        GeneratorConfig(channels=48, blocks=12, block="residual", batchnorm=False),
+        "CPU quality preset: 12 residual blocks x 48 channels, no BatchNorm (~0.7 M params)",
+    ),
     "small": (
         GeneratorConfig(channels=32, blocks=8, block="residual", batchnorm=False),
         "fast CPU preset: 8 residual blocks x 32 channels, no BatchNorm (~0.2 M params)",

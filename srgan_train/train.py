@@ -37,7 +37,7 @@ METRICS_FILE = "metrics.jsonl"
 
 # Options that may differ on --resume without changing the run's results.
 RESUMABLE_OVERRIDES = frozenset(
-    {"steps", "workers", "val_every", "save_every", "log_every", "progress"}
+    {"steps", "workers", "val_every", "save_every", "log_every", "progress", "threads"}
 )
 
 
@@ -81,6 +81,7 @@ class TrainConfig:
     log_every: int = 10
     init: str | None = None
     progress: bool = True
+    threads: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> TrainConfig:
@@ -238,6 +239,8 @@ class Trainer:
         self.best_step: int | None = None
         self.on_step: Callable[[Trainer, dict], None] | None = None
 
+        if self.cfg.threads > 0:
+            torch.set_num_threads(self.cfg.threads)
         torch.manual_seed(self.cfg.seed)
         gen_cfg = self._generator_config()
         self.gen_config = gen_cfg
