@@ -59,6 +59,52 @@ class BottleneckBlock(nn.Module):
         return x + self.body(x)
 
 
+def _cubic(t: float, a: float = -0.75) -> float:
+    """Keys cubic convolution kernel (``a = -0.75`` is PyTorch's bicubic)."""
+    t = abs(t)
+    if t <= 1:
+        return (a + 2) * t**3 - (a + 3) * t**2 + 1
+    if t < 2:
+        return a * t**3 - 5 * a * t**2 + 8 * a * t - 4 * a
+    return 0.0
+
+
+def bicubic_phase_kernels(scale: int) -> torch.Tensor:
+    """``(scale*scale, 5, 5)`` float64 kernels: phase ``py*scale + px`` of bicubic upsampling
+    (``align_corners=False``), applied to the 5x5 neighbourhood centred on each LR pixel."""
+    taps = torch.zeros(scale, 5, dtype=torch.float64)
+    for p in range(scale):
+        d = (p + 0.5) / scale - 0.5  # source offset of output phase p from its LR pixel
+        base = math.floor(d)
+        t = d - base
+        for j, w in zip(range(-1, 3), (_cubic(t + 1), _cubic(t), _cubic(1 - t), _cubic(2 - t)),
+                        strict=True):
+            taps[p, base + j + 2] += w
+    return torch.einsum("yi,xj->yxij", taps, taps).reshape(scale * scale, 5, 5)
+
+
+class BicubicUpsample(nn.Module):
+    """Exactly ``F.interpolate(x, scale_factor=s, mode="bicubic", align_corners=False)``,
+    written as edge padding, a depthwise 5x5 convolution and PixelShuffle.
+
+    Exported graphs then hold only Pad/Conv/DepthToSpace, so no backend's cubic-Resize
+    semantics matter, and shapes stay simple for dynamic-size export.
+    """
+
+    def __init__(self, scale: int, channels: int = 3) -> None:
+        super().__init__()
+        self.scale = scale
+        self.channels = channels
+        k = bicubic_phase_kernels(scale).to(torch.float32)
+        weight = k.repeat(channels, 1, 1).unsqueeze(1)  # (C*s*s, 1, 5, 5), channel-major
+        self.register_buffer("weight", weight, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (2, 2, 2, 2), mode="replicate")
+        y = F.conv2d(x, self.weight.to(x.dtype), groups=self.channels)
+        return F.pixel_shuffle(y, self.scale)
+
+
 def _upsampler(channels: int, scale: int) -> nn.Sequential:
     """PixelShuffle stages: x2 and x3 in one stage, x4 as two x2 stages."""
     factors = [2, 2] if scale == 4 else [scale]
@@ -102,19 +148,20 @@ class Generator(nn.Module):
         self.trunk = nn.Sequential(*trunk)
         self.upsample = _upsampler(c, cfg.scale)
         self.tail = nn.Conv2d(c, cfg.out_channels, cfg.tail_kernel, padding=cfg.tail_kernel // 2)
+        self.bicubic = BicubicUpsample(cfg.scale, cfg.in_channels)
         # A small residual at start: the untrained network already equals bicubic upscaling.
         with torch.no_grad():
             self.tail.weight.mul_(0.1)
             self.tail.bias.zero_()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.config.scale
-        base = F.interpolate(
-            x, size=(x.shape[-2] * s, x.shape[-1] * s), mode="bicubic", align_corners=False
-        )
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """The learned part of the output (everything but the bicubic skip)."""
         feat = self.head(x)
         feat = feat + self.trunk(self.body(feat))
-        return base + self.tail(self.upsample(feat))
+        return self.tail(self.upsample(feat))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bicubic(x) + self.residual(x)
 
 
 def receptive_radius(config: GeneratorConfig) -> int:

@@ -7,55 +7,18 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import click
 
 from . import __version__
+from .clitools import ErrorHandlingGroup, setup_logging
 from .errors import UserError
 
 log = logging.getLogger("srgan_train")
 
 
-class _Group(click.Group):
-    """Turns UserError into one line + exit 2 and other failures into one line + exit 1."""
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
-        except UserError as exc:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            click.echo(f"{ctx.info_name}: error: {exc}", err=True)
-            ctx.exit(2)
-        except KeyboardInterrupt:
-            click.echo(f"{ctx.info_name}: interrupted", err=True)
-            ctx.exit(130)
-        except Exception as exc:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            click.echo(
-                f"{ctx.info_name}: internal error: {type(exc).__name__}: {first} "
-                "(rerun with --debug for the traceback)",
-                err=True,
-            )
-            ctx.exit(1)
-
-
-def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    root = logging.getLogger("srgan_train")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    root.propagate = False
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="srtrain")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.option("-v", "--verbose", is_flag=True, help="More log output.")
@@ -64,7 +27,7 @@ def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
     """Train and evaluate SRGAN/SRResNet super-resolution generators."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-    _setup_logging(verbose)
+    setup_logging(verbose, "srgan_train")
 
 
 # --- fit ----------------------------------------------------------------------------------------

@@ -85,7 +85,10 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     so readers never see a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # name the folder the user chose, not our temp file
+        raise OSError(exc.errno, f"cannot write here ({exc.strerror})", str(path.parent)) from None
     os.close(fd)
     try:
         write(Path(tmp))

@@ -46,3 +46,44 @@ def textures(tmp_path: Path) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def generator_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny x4 generator with weights perturbed away from the near-bicubic start, so the
+    learned branch matters in parity checks."""
+    import torch
+
+    from srgan_train.archs import build_generator
+    from srgan_train.checkpoint import save_generator
+    from srgan_train.config import preset_config
+
+    torch.manual_seed(0)
+    g = build_generator(preset_config("tiny", 4)).eval()
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    path = tmp_path_factory.mktemp("gen") / "tiny.safetensors"
+    save_generator(g, path, preset="tiny", step=42)
+    return path
+
+
+@pytest.fixture(scope="session")
+def bn_generator_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed preset (x2, BatchNorm, dropout) with non-trivial BN statistics."""
+    import torch
+
+    from srgan_train.archs import build_generator
+    from srgan_train.checkpoint import save_generator
+    from srgan_train.config import preset_config
+
+    torch.manual_seed(1)
+    g = build_generator(preset_config("seed", 2)).eval()
+    with torch.no_grad():
+        for m in g.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    path = tmp_path_factory.mktemp("gen") / "seed.safetensors"
+    save_generator(g, path, preset="seed", step=7)
+    return path

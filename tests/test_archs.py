@@ -105,3 +105,14 @@ def test_discriminator_accepts_any_patch_size() -> None:
     d = Discriminator()
     for s in (32, 96, 128, 50):
         assert d(torch.rand(2, 3, s, s)).shape == (2, 1)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_bicubic_module_equals_torch_interpolate(scale: int) -> None:
+    from srgan_train.archs import BicubicUpsample
+
+    m = BicubicUpsample(scale)
+    for shape in [(2, 3, 7, 9), (1, 3, 1, 1), (1, 3, 2, 5), (1, 3, 33, 17)]:
+        x = torch.rand(*shape)
+        ref = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+        assert torch.allclose(m(x), ref, atol=1e-6)

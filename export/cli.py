@@ -1,0 +1,166 @@
+"""``srexport``: a thin command-line layer over :mod:`srgan_export`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+
+from srgan_train import __version__
+from srgan_train.clitools import ErrorHandlingGroup, setup_logging
+from srgan_train.errors import UserError
+
+log = logging.getLogger("srgan_export")
+
+
+@click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="srexport")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("-v", "--verbose", is_flag=True, help="More log output.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
+    """Export generators to verified ONNX files and TensorRT engines."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    setup_logging(verbose, "srgan_export", "srgan_train")
+
+
+def _resolve_generator(path: Path) -> Path:
+    if path.is_dir():
+        cand = path / "generator.safetensors"
+        if not cand.is_file():
+            raise UserError(f"{path}: run folder has no generator.safetensors")
+        return cand
+    return path
+
+
+def _print_report(report, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+    else:
+        for line in report.lines():
+            click.echo(line)
+
+
+@cli.command()
+@click.argument("ckpt", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
+              help="ONNX file to write.")
+@click.option("--fp16", is_flag=True,
+              help="FP16 body with FP32 inputs/outputs (bicubic skip and final add stay FP32).")
+@click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset, 17 to 20.")
+@click.option("--static", default=None, metavar="B,H,W",
+              help="Fixed input shape instead of dynamic batch/height/width.")
+@click.option("--no-verify", is_flag=True, help="Skip the parity check against PyTorch.")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
+              help="Image data root for verification [default: $SR_DATA_DIR or ../shared/data].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the parity report as JSON.")
+def onnx(ckpt: Path, out: Path, fp16: bool, opset: int, static: str | None, no_verify: bool,
+         data_dir: Path | None, overwrite: bool, as_json: bool) -> None:
+    """Export a generator file (or run folder) to ONNX, verified against PyTorch."""
+    from .onnx_export import OnnxExportOptions, ParityError, export_onnx, parse_static
+
+    opts = OnnxExportOptions(opset=opset, fp16=fp16, static=parse_static(static),
+                             verify=not no_verify, overwrite=overwrite, data_dir=data_dir)
+    try:
+        res = export_onnx(_resolve_generator(ckpt), out, opts)
+    except ParityError as exc:
+        _print_report(exc.report, as_json)
+        raise UserError(f"{out}: not written: the export failed its parity gate") from None
+    if res.parity is not None:
+        _print_report(res.parity, as_json)
+    shape = f"static {res.info.static_shape}" if res.info.static_shape else "dynamic N,H,W"
+    ops = ", ".join(f"{k} {v}" for k, v in sorted(res.ops.items()))
+    verified = "verified" if res.parity is not None else "NOT verified (--no-verify)"
+    click.echo(f"wrote {out}: {res.info.preset} x{res.info.scale} {res.info.precision}, opset "
+               f"{opset}, {shape}, {verified}; ops: {ops}", err=as_json)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--against", "ckpt", required=True, type=click.Path(path_type=Path),
+              help="Generator file (or run folder) to compare with.")
+@click.option("--scale", type=click.Choice(["2", "3", "4"]), default=None,
+              help="Scale of an ONNX file without this toolkit's metadata.")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def verify(model: Path, ckpt: Path, scale: str | None, data_dir: Path | None,
+           as_json: bool) -> None:
+    """Check an ONNX file against a generator, with the export gate."""
+    from .onnx_export import verify_file
+
+    report = verify_file(model, _resolve_generator(ckpt), int(scale) if scale else None,
+                         data_dir)
+    _print_report(report, as_json)
+    if not report.passed:
+        raise UserError(f"{model}: failed the parity gate")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
+              help="Engine file to write (its manifest goes to <output>.json).")
+@click.option("--fp16/--fp32", default=True, show_default=True,
+              help="Engine precision. FP16 uses an FP16 ONNX as a strongly typed network; an "
+                   "FP32 ONNX needs BuilderFlag.FP16, which only TensorRT 10.x has.")
+@click.option("--min", "min_s", default=None, metavar="BxHxW", help="Profile minimum shape.")
+@click.option("--opt", "opt_s", default=None, metavar="BxHxW", help="Profile optimum shape.")
+@click.option("--max", "max_s", default=None, metavar="BxHxW", help="Profile maximum shape.")
+@click.option("--static", default=None, metavar="BxHxW", help="One fixed input shape.")
+@click.option("--workspace", type=float, default=4.0, show_default=True, help="GiB.")
+@click.option("--opt-level", type=int, default=3, show_default=True,
+              help="Builder optimization level 0-5.")
+@click.option("--hardware-compat", type=click.Choice(["none", "ampere_plus", "same_cc"]),
+              default="none", show_default=True)
+@click.option("--timing-cache", type=click.Path(path_type=Path), default=None,
+              help="Persistent timing cache file (read and updated).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Engine cache [default: ~/.cache/srgan-toolkit/engines].")
+@click.option("--scale", type=click.Choice(["2", "3", "4"]), default=None,
+              help="Scale of an ONNX file without this toolkit's metadata.")
+@click.option("--against", "ckpt", type=click.Path(path_type=Path), default=None,
+              help="Generator to check the engine against (else the ONNX in ONNX Runtime).")
+@click.option("--no-verify", is_flag=True, help="Skip the parity check of the built engine.")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None)
+@click.option("--overwrite", is_flag=True)
+def trt(model: Path, out: Path, fp16: bool, min_s, opt_s, max_s, static, workspace: float,
+        opt_level: int, hardware_compat: str, timing_cache, cache_dir, scale, ckpt,
+        no_verify: bool, data_dir, overwrite: bool) -> None:
+    """Build a TensorRT engine from an ONNX file, with a JSON manifest beside it."""
+    from .metadata import read_onnx_info
+    from .onnx_export import check_output_path
+    from .trt_engine import BuildOptions, build_engine, compute_profile, trt_environment
+
+    check_output_path(out, overwrite)
+    info = read_onnx_info(model, int(scale) if scale else None)
+    profile = compute_profile(info, min_s, opt_s, max_s, static)
+    options = BuildOptions(workspace_gib=workspace, opt_level=opt_level, fp16=fp16,
+                           hardware_compat=hardware_compat).validate()
+    env = trt_environment()  # one line and exit 2 where TensorRT or CUDA is missing
+    res = build_engine(model, out, info, profile, options, timing_cache=timing_cache,
+                       cache_dir=cache_dir, overwrite=overwrite, env=env)
+    m = res.manifest
+    click.echo(f"{'reused cached' if res.from_cache else 'built'} {m.precision} engine "
+               f"{out} (TensorRT {m.tensorrt_version}, {m.gpu_name}, sm {m.compute_capability}, "
+               f"profile min {m.profile['min']} opt {m.profile['opt']} max {m.profile['max']})")
+    if no_verify:
+        click.echo("engine NOT verified (--no-verify)")
+        return
+    from .trt_engine import check_engine
+
+    report = check_engine(out, model, info, env, ckpt=_resolve_generator(ckpt) if ckpt else None,
+                          data_dir=data_dir, cache_dir=cache_dir)
+    _print_report(report, False)
+    if not report.passed:
+        raise UserError(f"{out}: removed: the engine failed its parity gate")
+
+
+def main() -> None:
+    cli(prog_name="srexport")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""Export a generator file to ONNX (fp32, or fp16 body with fp32 IO), verified before it lands."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from srgan_train import __version__
+from srgan_train.errors import UserError
+
+from .metadata import ModelInfo, read_onnx_info
+from .parity import Gate, ParityReport, run_parity, torch_reference, verification_inputs
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_OPSETS = (17, 18, 19, 20)
+DEFAULT_OPSET = 18
+INPUT_NAME, OUTPUT_NAME = "lr", "sr"
+
+
+@dataclass
+class OnnxExportOptions:
+    """How to export. ``static`` is ``(batch, height, width)`` for fixed-shape engines."""
+
+    opset: int = DEFAULT_OPSET
+    fp16: bool = False
+    static: tuple[int, int, int] | None = None
+    verify: bool = True
+    overwrite: bool = False
+    data_dir: Path | None = None
+
+
+@dataclass
+class OnnxExportResult:
+    path: Path
+    info: ModelInfo
+    parity: ParityReport | None
+    ops: dict[str, int] = field(default_factory=dict)
+
+
+def _deploy_module(model, fp16: bool):
+    """The module to trace: the generator itself, or for fp16 a wrapper whose body runs in
+    half precision while the bicubic skip and the final add stay float32 (fp32 IO)."""
+    import torch
+    from torch import nn
+
+    model = copy.deepcopy(model).float().eval()
+    if not fp16:
+        return model
+
+    class HalfBody(nn.Module):
+        def __init__(self, g) -> None:
+            super().__init__()
+            self.g = g.half()
+            self.g.bicubic.float()  # the skip branch keeps fp32 weights
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.g.bicubic(x) + self.g.residual(x.half()).float()
+
+    return HalfBody(model).eval()
+
+
+def parse_static(text: str | None) -> tuple[int, int, int] | None:
+    """``"B,H,W"`` (or ``BxHxW``) to a tuple; None passes through."""
+    if not text:
+        return None
+    parts = text.replace("x", ",").split(",")
+    try:
+        b, h, w = (int(p) for p in parts)
+    except ValueError:
+        raise UserError(f"--static {text!r}: expected B,H,W, e.g. 1,128,128") from None
+    if min(b, h, w) < 1:
+        raise UserError(f"--static {text!r}: every dimension must be >= 1")
+    return b, h, w
+
+
+def _trace(module, example, opset: int, static: bool, path: Path) -> None:
+    import torch
+    from torch.export import Dim
+
+    dynamic = None
+    if not static:
+        dynamic = {"x": {0: Dim("batch", min=1, max=4096), 2: Dim("height", min=1, max=65536),
+                         3: Dim("width", min=1, max=65536)}}
+    # The exporter prints progress to stdout and warns about unrelated optional packages; keep
+    # that out of the user's terminal unless it fails.
+    buf = io.StringIO()
+    quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch._export", "torch.export",
+                                             "onnxscript")]
+    levels = [lg.level for lg in quiet]
+    try:
+        for lg in quiet:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(buf):
+            warnings.simplefilter("ignore")
+            # torchlib builds at opset 18; 17 is reached by _downgrade_to_17 afterwards.
+            prog = torch.onnx.export(
+                module, (example,), dynamo=True, opset_version=max(opset, 18),
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_shapes=dynamic, optimize=True, verbose=False,
+            )
+            prog.save(str(path))
+    except Exception as exc:
+        log.debug("exporter output:\n%s", buf.getvalue())
+        raise UserError(f"ONNX export failed: {str(exc).strip().splitlines()[0]}") from exc
+    finally:
+        for lg, lv in zip(quiet, levels, strict=True):
+            lg.setLevel(lv)
+
+
+# Ops of this generator whose opset-17 and opset-18 definitions are the same, given that Pad
+# has no ``axes`` input (the only change to Pad in 18).
+_SAME_IN_17_AND_18 = frozenset({"Conv", "PRelu", "Add", "DepthToSpace", "Pad", "Cast"})
+
+
+def _downgrade_to_17(model) -> None:
+    """Relabel an opset-18 graph as opset 17 where every node means the same in both.
+
+    ONNX's version converter has no 18->17 adapter for Pad, although a Pad without ``axes``
+    is valid opset 17; the strict checker afterwards confirms the result.
+    """
+    for node in model.graph.node:
+        if node.op_type not in _SAME_IN_17_AND_18 or (node.op_type == "Pad" and
+                                                      len(node.input) > 3 and node.input[3]):
+            raise UserError(f"cannot express node {node.op_type} in opset 17; use 18 to 20")
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            imp.version = 17
+
+
+def _finalise(path: Path, info: ModelInfo) -> dict[str, int]:
+    """Attach metadata, set the opset, then check the model and its shapes strictly."""
+    import onnx
+
+    model = onnx.load(str(path))
+    if info.opset == 17:
+        _downgrade_to_17(model)
+    del model.metadata_props[:]
+    for k, v in info.to_props().items():
+        model.metadata_props.add(key=k, value=v)
+    model.doc_string = f"srgan-toolkit {__version__}: {info.preset} x{info.scale} {info.precision}"
+    try:
+        model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        raise UserError(f"exported ONNX failed the checker: {str(exc).splitlines()[0]}") from exc
+    onnx.save(model, str(path))
+    ops: dict[str, int] = {}
+    for node in model.graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    return ops
+
+
+def ort_session(path: Path, threads: int = 0):
+    """An ONNX Runtime CPU session, or a clear error naming the extra that installs it."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError(
+            "onnxruntime is not installed: pip install 'srgan-toolkit[onnx]' (or --no-verify)"
+        ) from None
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise UserError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") \
+            from None
+
+
+def verify_onnx(
+    onnx_path: Path, generator, info: ModelInfo, data_dir: Path | None = None,
+    name: str | None = None,
+) -> ParityReport:
+    """Run the ONNX file in ONNX Runtime CPU on real images and compare with the PyTorch
+    generator (fp32) under the precision's gate."""
+    sess = ort_session(onnx_path)
+    in_name = sess.get_inputs()[0].name
+
+    def candidate(x: np.ndarray) -> np.ndarray:
+        return sess.run(None, {in_name: x})[0]
+
+    cases, source = verification_inputs(info.scale, info.static, data_dir)
+    log.info("verifying %s against PyTorch on %s", name or onnx_path.name, source)
+    gate = Gate.for_precision(info.precision)
+    return run_parity(f"ONNX Runtime CPU {info.precision} vs PyTorch fp32", gate, cases,
+                      torch_reference(generator), candidate)
+
+
+def check_output_path(out: Path, overwrite: bool) -> None:
+    """Refuse an existing output without ``overwrite`` and an unwritable folder, up front."""
+    import os
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: exists (use --overwrite to replace it)")
+    if out.is_dir():
+        raise UserError(f"{out}: is a folder")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"{parent}: output folder does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"{parent}: output folder is not writable")
+
+
+def export_onnx(generator_path: Path, out: Path, options: OnnxExportOptions | None = None,
+                ) -> OnnxExportResult:
+    """Export a generator file to ``out``. With ``verify`` (default), the file lands only if it
+    passes the parity gate; otherwise nothing is left at ``out``."""
+    import torch
+
+    from srgan_train.archs import receptive_radius
+    from srgan_train.checkpoint import file_sha256, load_generator
+    from srgan_train.images import atomic_write
+
+    opts = options or OnnxExportOptions()
+    if opts.opset not in SUPPORTED_OPSETS:
+        raise UserError(f"opset {opts.opset} is not supported (choose 17 to 20)")
+    out = Path(out)
+    check_output_path(out, opts.overwrite)
+    gf = load_generator(Path(generator_path))
+    info = ModelInfo(
+        scale=gf.scale, preset=gf.metadata.get("preset", "unknown"),
+        channels=gf.config.in_channels, precision="fp16" if opts.fp16 else "fp32",
+        input_name=INPUT_NAME, output_name=OUTPUT_NAME,
+        receptive_radius=receptive_radius(gf.config),
+        static_shape=",".join(map(str, opts.static)) if opts.static else "",
+        source_sha256=file_sha256(Path(generator_path)), toolkit_version=__version__,
+        opset=opts.opset,
+    )
+    module = _deploy_module(gf.model, opts.fp16)
+    if opts.static:
+        b, h, w = opts.static
+        example = torch.rand(b, info.channels, h, w)
+    else:
+        # Batch 2 and unequal sides so that no dimension specialises to a constant.
+        example = torch.rand(2, info.channels, 24, 32)
+    result: dict = {}
+
+    def write(tmp: Path) -> None:
+        _trace(module, example, opts.opset, opts.static is not None, tmp)
+        result["ops"] = _finalise(tmp, info)
+        if opts.verify:
+            report = verify_onnx(tmp, gf.model, info, opts.data_dir, name=out.name)
+            result["parity"] = report
+            if not report.passed:
+                raise _GateFailed(report)
+
+    try:
+        atomic_write(out, write)
+    except _GateFailed as exc:
+        raise ParityError(exc.report) from None
+    return OnnxExportResult(out, info, result.get("parity"), result.get("ops", {}))
+
+
+class _GateFailed(Exception):
+    def __init__(self, report: ParityReport) -> None:
+        super().__init__(report.label)
+        self.report = report
+
+
+class ParityError(UserError):
+    """The exported model failed its parity gate; carries the report."""
+
+    def __init__(self, report: ParityReport) -> None:
+        super().__init__(report.lines()[-1])
+        self.report = report
+
+
+def verify_file(onnx_path: Path, generator_path: Path, scale: int | None = None,
+                data_dir: Path | None = None) -> ParityReport:
+    """``srexport verify``: check an existing ONNX file against a generator file."""
+    from srgan_train.checkpoint import load_generator
+
+    gf = load_generator(Path(generator_path))
+    info = read_onnx_info(Path(onnx_path), scale)
+    if info.scale != gf.scale:
+        raise UserError(f"{onnx_path}: model is x{info.scale}, {generator_path} is x{gf.scale}")
+    return verify_onnx(Path(onnx_path), gf.model, info, data_dir)
