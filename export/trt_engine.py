@@ -363,6 +363,23 @@ def build_serialized(env: TrtEnvironment, onnx_path: Path, info: ModelInfo, prof
     return bytes(serialized)
 
 
+def onnx_io(onnx_path: Path) -> dict[str, dict[str, Any]]:
+    """Names, element types and shapes of the ONNX file's inputs and outputs."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    io: dict[str, dict[str, Any]] = {}
+    for kind, values in (("input", model.graph.input), ("output", model.graph.output)):
+        for v in values:
+            t = v.type.tensor_type
+            io[v.name] = {
+                "kind": kind,
+                "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name,
+                "shape": [d.dim_param or d.dim_value for d in t.shape.dim],
+            }
+    return io
+
+
 @dataclass
 class EngineResult:
     engine: Path
@@ -400,8 +417,7 @@ def build_engine(onnx_path: Path, out: Path, info: ModelInfo, profile: Profile,
             tensorrt_version=env.version, gpu_name=env.gpu_name,
             compute_capability=env.compute_capability, precision=plan.precision,
             strongly_typed=plan.strongly_typed, profile=profile.to_dict(), scale=info.scale,
-            io={info.input_name: {"dtype": "float32", "layout": "NCHW"},
-                info.output_name: {"dtype": "float32", "layout": "NCHW"}},
+            io=onnx_io(onnx_path),
             onnx_sha256=sha, build_options=asdict(options), model=info.to_props(),
             cache_key=key, build_seconds=round(time.perf_counter() - t0, 2),
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -454,19 +470,27 @@ class TrtRunner:
         if len(inputs) != 1 or len(outputs) != 1:
             raise UserError(f"{engine_path}: expected one input and one output")
         self.input_name, self.output_name = inputs[0], outputs[0]
+        dtypes = {trt.float32: torch.float32, trt.float16: torch.float16}
+        if hasattr(trt, "bfloat16"):
+            dtypes[trt.bfloat16] = torch.bfloat16
+        try:
+            self.in_dtype = dtypes[self.engine.get_tensor_dtype(self.input_name)]
+            self.out_dtype = dtypes[self.engine.get_tensor_dtype(self.output_name)]
+        except KeyError:
+            raise UserError(f"{engine_path}: unsupported engine IO data type") from None
         self.stream = torch.cuda.Stream()
         self._torch = torch
 
     def run_torch(self, x):
-        """Run a CUDA float32 NCHW tensor; returns a CUDA float32 tensor."""
+        """Run an NCHW tensor (cast to the engine's input type); returns CUDA float32."""
         torch = self._torch
-        x = x.to("cuda", dtype=torch.float32).contiguous()
+        x = x.to("cuda", dtype=self.in_dtype).contiguous()
         ctx = self.context
         if not ctx.set_input_shape(self.input_name, tuple(x.shape)):
             prof = self.manifest.profile
             raise UserError(f"input shape {tuple(x.shape)} is outside the engine's profile "
                             f"min {prof['min']} max {prof['max']}")
-        out = torch.empty(tuple(ctx.get_tensor_shape(self.output_name)), dtype=torch.float32,
+        out = torch.empty(tuple(ctx.get_tensor_shape(self.output_name)), dtype=self.out_dtype,
                           device="cuda")
         ctx.set_tensor_address(self.input_name, x.data_ptr())
         ctx.set_tensor_address(self.output_name, out.data_ptr())
@@ -476,7 +500,7 @@ class TrtRunner:
         torch.cuda.current_stream().wait_stream(self.stream)
         x.record_stream(self.stream)
         out.record_stream(self.stream)
-        return out
+        return out.float()
 
     def __call__(self, x):
         import numpy as np

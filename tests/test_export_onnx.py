@@ -171,3 +171,11 @@ def test_verify_foreign_onnx_needs_scale(fp32_onnx, generator_file: Path, tmp_pa
     junk.write_bytes(b"not onnx at all")
     with pytest.raises(UserError, match=r"junk\.onnx"):
         verify_file(junk, generator_file, scale=4, data_dir=data_root())
+
+
+def test_engine_manifest_io_comes_from_the_onnx_file(fp32_onnx) -> None:
+    from srgan_export.trt_engine import onnx_io
+
+    io = onnx_io(fp32_onnx.path)
+    assert io["lr"]["kind"] == "input" and io["lr"]["dtype"] == "float32"
+    assert io["sr"]["kind"] == "output" and io["sr"]["shape"][1] == 3
