@@ -1,4 +1,5 @@
-# Two entry points for a fresh machine: `make demo` (main job) and `make test` (test suite).
+# Two entry points for a fresh machine: `make demo` (main job: train a small model on generated
+# images, evaluate it, upscale an image with it) and `make test` (test suite).
 # Both create ./.venv and install into it. torch is pinned to the 2.13.0 CPU wheel where one lies
 # on local disk; elsewhere the same pin comes from PyPI. Override with TORCH_SPEC="torch==X".
 
@@ -6,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= test
+EXTRAS ?= test,onnx,openvino
 DEMO ?= demo-out
 MACHINE ?= $(shell $(PYTHON) benchmarks/machine.py --slug 2>/dev/null || echo cpu)
 
@@ -28,6 +29,7 @@ demo: install
 	$(BIN)/srtrain fit --data $(DEMO)/train --val $(DEMO)/val --preset tiny --scale 4 \
 		--steps 200 --batch-size 16 --patch-size 64 --val-every 100 --out $(DEMO)/run --overwrite
 	$(BIN)/srtrain eval $(DEMO)/run --data $(DEMO)/val
+	$(BIN)/srrun upscale $(DEMO)/val/tex_000.png -o $(DEMO)/tex_000_x4.png --engine $(DEMO)/run --overwrite
 
 lint: install
 	$(BIN)/ruff check .

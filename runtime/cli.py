@@ -1,0 +1,111 @@
+"""``srrun``: a thin command-line layer over :mod:`srgan_runtime`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from srgan_train import __version__
+from srgan_train.clitools import ErrorHandlingGroup, setup_logging
+from srgan_train.errors import UserError
+
+log = logging.getLogger("srgan_runtime")
+
+
+@click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="srrun")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("-v", "--verbose", is_flag=True, help="More log output.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
+    """Upscale images with a trained generator, an ONNX file or a TensorRT engine."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    setup_logging(verbose, "srgan_runtime", "srgan_export", "srgan_train")
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
+              help="Output file (one input) or folder.")
+@click.option("--engine", default=None,
+              help="Generator file / run folder, .onnx, .plan, or a bundled model name.")
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "openvino",
+                                              "tensorrt"]), default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32",
+              show_default=True)
+@click.option("--tile", type=int, default=256, show_default=True,
+              help="LR tile side including overlap (0 = whole image).")
+@click.option("--overlap", type=int, default=None,
+              help="Context per tile side [default: the model's receptive radius: seamless].")
+@click.option("--batch", type=int, default=4, show_default=True, help="Tiles per model call.")
+@click.option("--threads", type=int, default=0, show_default=True, help="CPU threads (0=all).")
+@click.option("--outscale", type=float, default=None,
+              help="Final scale, resized after the model (Lanczos).")
+@click.option("--format", "fmt", type=click.Choice(["png", "jpg", "webp"]), default=None,
+              help="[default: the input's format]")
+@click.option("--quality", type=int, default=95, show_default=True, help="JPEG/WebP quality.")
+@click.option("--alpha", type=click.Choice(["bicubic", "model"]), default="bicubic",
+              show_default=True, help="How alpha channels are upscaled.")
+@click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--skip-existing", is_flag=True, help="Leave existing outputs alone.")
+@click.option("--report", type=click.Path(path_type=Path), default=None,
+              help="Write a JSON run report (per-file status, timings, errors).")
+@click.option("--max-pixels", type=int, default=200_000_000, show_default=True,
+              help="Refuse larger inputs (decompression bombs).")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.pass_context
+def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str | None,
+            backend: str, device: str, precision: str, tile: int, overlap: int | None,
+            batch: int, threads: int, outscale: float | None, fmt: str | None, quality: int,
+            alpha: str, recursive: bool, overwrite: bool, skip_existing: bool,
+            report: Path | None, max_pixels: int, progress: bool) -> None:
+    """Upscale image files, folders or globs into OUT."""
+    from .models import default_engine, resolve_engine
+    from .pipeline import collect_inputs, run_job, write_report
+    from .upscaler import Upscaler
+
+    if overwrite and skip_existing:
+        raise UserError("--overwrite and --skip-existing exclude each other")
+    if outscale is not None and outscale <= 0:
+        raise UserError("--outscale must be > 0")
+    files = collect_inputs(list(inputs), recursive)
+    if len(files) > 1 and out.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") \
+            and not out.is_dir():
+        raise UserError(f"{out}: several inputs need an output folder, not a file name")
+    path = resolve_engine(engine) if engine else default_engine()
+    up = Upscaler(path, backend=backend, device=device, precision=precision, tile=tile,
+                  overlap=overlap, batch=batch, threads=threads, alpha=alpha,
+                  outscale=outscale)
+    log.info("%s", up.describe())
+    summary = run_job(up, files, out, fmt=fmt, quality=quality, overwrite=overwrite,
+                      skip_existing=skip_existing, max_pixels=max_pixels, progress=progress)
+    if report is not None:
+        write_report(summary, report, {"engine": str(path), "backend": up.describe()})
+    click.echo(summary.line())
+    if summary.failed:
+        ctx.exit(1)
+
+
+@cli.command()
+def models() -> None:
+    """List the bundled models."""
+    from .models import bundled_models
+
+    found = bundled_models()
+    if not found:
+        click.echo("no bundled models in this build")
+    for name, p in found.items():
+        click.echo(f"{name}: {p}")
+
+
+def main() -> None:
+    cli(prog_name="srrun")
+
+
+if __name__ == "__main__":
+    main()

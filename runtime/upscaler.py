@@ -1,0 +1,323 @@
+"""The ``Upscaler``: tiles, batches (across images too), runs a backend, stitches seamlessly and
+handles alpha, grey, 16-bit, NaN/Inf tiles and out-of-memory."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from srgan_train.errors import UserError
+
+from .backends import Backend, open_backend
+from .imageio import Picture
+from .tiling import Tile, extract, pad_to, paste, plan_tiles
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TILE = 256
+
+
+@dataclass
+class UpscaleStats:
+    """Per-image bookkeeping for the run report."""
+
+    tiles: int = 0
+    refp32_tiles: int = 0
+    oom_retries: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Job:
+    key: Any
+    pic: Picture
+    planes: list[np.ndarray]  # HxWx3 inputs to upscale (colour, and alpha-as-RGB on request)
+    canvases: list[np.ndarray]
+    tiles: list[Tile]
+    tile: int
+    pending: int
+    stats: UpscaleStats
+
+
+def _is_oom(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "out of memory" in text or type(exc).__name__ == "OutOfMemoryError"
+
+
+class Upscaler:
+    """Upscale images of any size with one backend.
+
+    ``engine``: a generator file, an ONNX file or a TensorRT plan; ``tile``: LR tile side
+    including context (0 = whole image); ``overlap``: context per side (default: the model's
+    receptive radius, which makes tiled output equal whole-image output); ``batch``: tiles per
+    backend call, packed across images by :meth:`upscale_many`.
+    ``upscale`` is safe to call from several threads.
+    """
+
+    def __init__(self, engine: Path | str | None = None, *, backend: str | Backend = "auto",
+                 device: str = "auto", precision: str = "fp32", tile: int = DEFAULT_TILE,
+                 overlap: int | None = None, batch: int = 4, threads: int = 0,
+                 alpha: str = "bicubic", outscale: float | None = None) -> None:
+        if isinstance(backend, Backend):
+            self.backend = backend
+        else:
+            if engine is None:
+                from .models import default_engine
+
+                engine = default_engine()
+            self.backend = open_backend(Path(engine), backend, device, precision, threads)
+        if tile < 0 or batch < 1:
+            raise UserError("--tile must be >= 0 and --batch >= 1")
+        if alpha not in ("bicubic", "model"):
+            raise UserError(f"--alpha {alpha!r}: bicubic or model")
+        self.scale = self.backend.scale
+        self.overlap = self.backend.receptive_radius if overlap is None else overlap
+        if overlap is not None and overlap < 0:
+            raise UserError("--overlap must be >= 0")
+        fixed = self.backend.fixed_shape
+        if fixed is not None:
+            if fixed[1] != fixed[2]:
+                raise UserError("fixed-shape engines with non-square tiles are not supported")
+            tile, batch = fixed[1], fixed[0]
+        if tile and 2 * self.overlap >= tile:
+            raise UserError(f"--overlap {self.overlap} leaves no core in a {tile}-pixel tile "
+                            f"(need 2 x overlap < tile; raise --tile)")
+        self.tile = tile
+        self.batch = batch
+        self.alpha = alpha
+        self.outscale = outscale
+        self._fallback: Backend | None = None
+        self._fallback_lock = threading.Lock()
+
+    # --- public API ---------------------------------------------------------------------------
+    def upscale(self, image):
+        """Upscale a PIL image or a numpy array (HxW / HxWx3 / HxWx4, uint8 or uint16);
+        returns the same kind."""
+        if isinstance(image, Image.Image):
+            from .imageio import _from_pil
+
+            pic = _from_pil(image)
+            out = self.upscale_picture(pic)
+            return Image.fromarray(out.to_array())
+        if isinstance(image, Picture):
+            return self.upscale_picture(image)
+        arr = np.asarray(image)
+        if arr.dtype not in (np.uint8, np.uint16):
+            raise UserError(f"expected uint8 or uint16 pixels, got {arr.dtype}")
+        return self.upscale_picture(Picture.from_array(arr)).to_array()
+
+    def upscale_picture(self, pic: Picture) -> Picture:
+        ((_, out, _),) = list(self.upscale_many([(None, pic)]))
+        return out
+
+    def upscale_many(self, items: Iterable[tuple[Any, Picture]]
+                     ) -> Iterator[tuple[Any, Picture, UpscaleStats]]:
+        """Upscale a stream of ``(key, picture)``; tiles of consecutive pictures share batches.
+        Yields ``(key, result, stats)`` in input order as each picture completes."""
+        queue: list[tuple[_Job, Tile, int]] = []  # (job, tile, plane index)
+        jobs: list[_Job] = []
+        for key, pic in items:
+            job = self._start(key, pic)
+            jobs.append(job)
+            queue += self._tiles_of(job)
+            while len(queue) >= self.batch:
+                queue = self._drain_or_shrink(queue, jobs, full_only=True)
+                yield from self._finished(jobs)
+        while queue:
+            queue = self._drain_or_shrink(queue, jobs, full_only=False)
+        yield from self._finished(jobs)
+
+    @staticmethod
+    def _tiles_of(job: _Job) -> list[tuple[_Job, Tile, int]]:
+        return [(job, t, i) for i in range(len(job.planes)) for t in job.tiles]
+
+    def _drain_or_shrink(self, queue, jobs: list[_Job], full_only: bool):
+        try:
+            return self._drain(queue, full_only)
+        except _TileTooLarge:
+            smallest = 2 * self.overlap + 16
+            current = self.tile or max(max(j.planes[0].shape[:2]) for j in jobs)
+            if self.backend.fixed_shape is not None or current // 2 < smallest:
+                raise UserError("out of memory even for one tile; lower --tile or --batch, "
+                                "or use a smaller model") from None
+            self.tile = current // 2
+            msg = f"out of memory: tile halved to {self.tile} and the image restarted"
+            log.warning("%s", msg)
+            queue = []
+            for k, job in enumerate(jobs):
+                fresh = self._start(job.key, job.pic)
+                fresh.stats.oom_retries = job.stats.oom_retries + 1
+                fresh.stats.warnings = [*job.stats.warnings, msg]
+                jobs[k] = fresh
+                queue += self._tiles_of(fresh)
+            return queue
+
+    def describe(self) -> str:
+        return (f"{self.backend.describe()}, x{self.scale}, tile {self.tile or 'whole'}, "
+                f"overlap {self.overlap}, batch {self.batch}")
+
+    # --- internals ----------------------------------------------------------------------------
+    def _start(self, key: Any, pic: Picture) -> _Job:
+        colour = pic.colour if not pic.grey else np.repeat(pic.colour[..., None], 3, axis=2)
+        planes = [colour]
+        if pic.alpha is not None and self.alpha == "model":
+            planes.append(np.repeat(pic.alpha[..., None], 3, axis=2))
+        tile = self.tile
+        fixed = self.backend.fixed_shape
+        if fixed is not None:
+            # Static engines see exactly tile x tile: pad small images (reflect), crop back.
+            planes = [pad_to(p, max(p.shape[0], tile), max(p.shape[1], tile)) for p in planes]
+        h, w = planes[0].shape[:2]
+        tiles = plan_tiles(h, w, tile, self.overlap)
+        s = self.scale
+        canvases = [np.empty((h * s, w * s, 3), dtype=pic.colour.dtype) for _ in planes]
+        return _Job(key, pic, planes, canvases, tiles, tile, len(tiles) * len(planes),
+                    UpscaleStats(tiles=len(tiles) * len(planes)))
+
+    def _drain(self, queue, full_only: bool):
+        """Run batches of same-shaped tiles from the front of the queue."""
+        while queue and (not full_only or len(queue) >= self.batch):
+            t0 = queue[0][1]
+            shape = (t0.y.size, t0.x.size)
+            group = []
+            for item in queue:
+                if (item[1].y.size, item[1].x.size) != shape or len(group) == self.batch:
+                    break
+                group.append(item)
+            if full_only and len(group) < self.batch and len(group) == len(queue):
+                break
+            queue = queue[len(group):]
+            self._run_group(group)
+        return queue
+
+    def _inputs(self, group) -> np.ndarray:
+        arrs = []
+        for job, t, i in group:
+            peak = 65535.0 if job.pic.bits == 16 else 255.0
+            arrs.append(extract(job.planes[i], t).transpose(2, 0, 1).astype(np.float32) / peak)
+        batch = np.stack(arrs)
+        fixed = self.backend.fixed_shape
+        if fixed is not None and batch.shape[0] < fixed[0]:  # pad the last batch
+            extra = np.repeat(batch[-1:], fixed[0] - batch.shape[0], axis=0)
+            batch = np.concatenate([batch, extra])
+        return batch
+
+    def _run_group(self, group) -> None:
+        bits = 16 if group[0][0].pic.bits == 16 else 8
+        if any((job.pic.bits == 16) != (bits == 16) for job, _, _ in group):
+            for item in group:  # mixed bit depths: one at a time
+                self._run_group([item])
+            return
+        try:
+            out = self.backend.run(self._inputs(group), bits)
+        except Exception as exc:
+            if not _is_oom(exc):
+                raise
+            self._release_cuda()
+            if len(group) > 1:  # halve the batch first, then the tile
+                half = len(group) // 2
+                group[0][0].stats.oom_retries += 1
+                self._run_group(group[:half])
+                self._run_group(group[half:])
+                return
+            raise _TileTooLarge() from exc
+        bad = [k for k in range(len(group)) if not out.finite[k]]
+        pixels = out.pixels
+        if bad:
+            pixels = self._recompute_fp32(group, bad, bits, pixels)
+        for k, (job, t, i) in enumerate(group):
+            paste(job.canvases[i], pixels[k], t, self.scale)
+            job.pending -= 1
+
+    def _recompute_fp32(self, group, bad: list[int], bits: int, pixels: np.ndarray):
+        with self._fallback_lock:
+            if self._fallback is None:
+                self._fallback = self.backend.fp32_fallback()
+        if self._fallback is None:
+            for k in bad:
+                group[k][0].stats.warnings.append("NaN/Inf in a tile and no fp32 fallback")
+            return pixels
+        sub = [group[k] for k in bad]
+        redo = self._fallback.run(self._inputs(sub), bits)
+        pixels = pixels.copy()
+        for j, k in enumerate(bad):
+            pixels[k] = redo.pixels[j]
+            job = group[k][0]
+            job.stats.refp32_tiles += 1
+        for job in {id(g[0]): g[0] for g in sub}.values():
+            msg = (f"{job.stats.refp32_tiles} tile(s) had NaN/Inf in {self.backend.precision}; "
+                   "recomputed in fp32")
+            job.stats.warnings = [w for w in job.stats.warnings if "recomputed" not in w] + [msg]
+            log.warning("%s", msg)
+        return pixels
+
+    def _release_cuda(self) -> None:
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover
+            pass
+
+    def _finished(self, jobs: list[_Job]) -> Iterator[tuple[Any, Picture, UpscaleStats]]:
+        while jobs and jobs[0].pending == 0:
+            job = jobs.pop(0)
+            yield job.key, self._finish(job), job.stats
+
+    def _finish(self, job: _Job) -> Picture:
+        pic, s = job.pic, self.scale
+        h, w = pic.height * s, pic.width * s
+        colour = job.canvases[0][:h, :w]
+        if pic.grey:
+            mean = colour.astype(np.float32).mean(axis=2)
+            colour = np.rint(mean).astype(pic.colour.dtype)
+        alpha = None
+        if pic.alpha is not None:
+            if self.alpha == "model":
+                a = job.canvases[1][:h, :w].astype(np.float32).mean(axis=2)
+                alpha = np.rint(a).astype(pic.alpha.dtype)
+            else:
+                alpha = _resize_plane(pic.alpha, w, h)
+        out = Picture(np.ascontiguousarray(colour), alpha, pic.icc_profile, pic.exif)
+        if self.outscale is not None and self.outscale != s:
+            ow = max(1, round(pic.width * self.outscale))
+            oh = max(1, round(pic.height * self.outscale))
+            out = _resize_picture(out, ow, oh)
+        return out
+
+
+class _TileTooLarge(RuntimeError):
+    """Even one tile ran out of memory."""
+
+
+def _resize_plane(plane: np.ndarray, width: int, height: int,
+                  method=Image.Resampling.BICUBIC) -> np.ndarray:
+    """Resize one HxW plane: 8-bit natively in Pillow, 16-bit in float (Pillow's 16-bit
+    integer mode has no cubic filter)."""
+    if plane.dtype == np.uint8:
+        return np.asarray(Image.fromarray(plane).resize((width, height), method))
+    peak = 65535.0
+    im = Image.fromarray(plane.astype(np.float32), mode="F").resize((width, height), method)
+    return np.clip(np.rint(np.asarray(im)), 0, peak).astype(plane.dtype)
+
+
+def _resize_picture(pic: Picture, width: int, height: int) -> Picture:
+    """Lanczos resize after the model (``--outscale``), channel by channel."""
+    lanczos = Image.Resampling.LANCZOS
+    if pic.grey:
+        colour = _resize_plane(pic.colour, width, height, lanczos)
+    elif pic.bits == 8:
+        colour = np.asarray(Image.fromarray(pic.colour).resize((width, height), lanczos))
+    else:
+        colour = np.stack([_resize_plane(pic.colour[..., c], width, height, lanczos)
+                           for c in range(3)], axis=2)
+    alpha = None if pic.alpha is None else _resize_plane(pic.alpha, width, height, lanczos)
+    return replace(pic, colour=colour, alpha=alpha)

@@ -1,0 +1,273 @@
+"""Runtime: backends' parity with PyTorch, tiled vs whole, batching, image fidelity, numerical
+safety, out-of-memory, threads. Real images come from the shared Set5/Set14 LR X4 sets."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import data_root, image_set
+from PIL import Image
+from srgan_export import OnnxExportOptions, export_onnx
+from srgan_export.parity import Gate, compare_outputs
+from srgan_runtime import Upscaler, load_image, open_backend, save_image
+from srgan_runtime.backends import Backend, Output, quantize
+from srgan_runtime.imageio import Picture
+from srgan_runtime.tiling import plan_tiles, seam_score
+
+from srgan_train.errors import UserError
+from srgan_train.metrics import psnr
+
+
+def _lr_images(name: str, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
+    folder = image_set(name) / "LR_bicubic" / "X4"
+    from srgan_train.images import list_images, load_rgb
+
+    files = list_images(folder)[:limit]
+    return [(p.stem, load_rgb(p)) for p in files]
+
+
+@pytest.fixture(scope="module")
+def onnx_files(generator_file: Path, tmp_path_factory: pytest.TempPathFactory):
+    d = tmp_path_factory.mktemp("rt")
+    fp32 = export_onnx(generator_file, d / "m.onnx", OnnxExportOptions(data_dir=data_root()))
+    fp16 = export_onnx(generator_file, d / "h.onnx",
+                       OnnxExportOptions(fp16=True, data_dir=data_root()))
+    return fp32.path, fp16.path
+
+
+def _chw(img: np.ndarray) -> np.ndarray:
+    return img.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+
+
+BACKENDS = [
+    ("torch", "fp32", "gen"),
+    ("torch", "bf16", "gen"),
+    ("onnxruntime", "fp32", "onnx32"),
+    ("onnxruntime", "fp16", "onnx16"),
+    ("openvino", "fp32", "onnx32"),
+    ("openvino", "bf16", "onnx32"),
+]
+
+
+@pytest.mark.data
+@pytest.mark.parametrize(("backend", "precision", "kind"), BACKENDS)
+@pytest.mark.parametrize("image_set_name", ["Set5", "Set14"])
+def test_backend_parity_with_pytorch(generator_file: Path, onnx_files, backend: str,
+                                     precision: str, kind: str, image_set_name: str) -> None:
+    if backend == "openvino":
+        pytest.importorskip("openvino", reason="openvino extra not installed")
+    engine = {"gen": generator_file, "onnx32": onnx_files[0], "onnx16": onnx_files[1]}[kind]
+    ref = open_backend(generator_file, "torch", "cpu", "fp32")
+    cand = open_backend(engine, backend, "cpu", precision)
+    gate = Gate.for_precision(precision)
+    worst = (float("inf"), 1.0)
+    for name, img in _lr_images(image_set_name):
+        x = _chw(img)
+        case = compare_outputs(name, ref.run_float(x).astype(np.float64), cand.run_float(x))
+        assert case.finite
+        assert case.psnr >= gate.min_psnr, (name, case)
+        if gate.min_ssim:
+            assert case.ssim >= gate.min_ssim, (name, case)
+        worst = (min(worst[0], case.psnr), min(worst[1], case.ssim or 1.0))
+    print(f"{backend} {precision} on {image_set_name}: worst {worst[0]:.2f} dB, "
+          f"SSIM {worst[1]:.6f}")
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_tiled_equals_whole_image_with_defaults(generator_file: Path, onnx_files,
+                                                backend: str) -> None:
+    engine = generator_file if backend == "torch" else onnx_files[0]
+    whole = Upscaler(engine, backend=backend, device="cpu", tile=0)
+    tiled = Upscaler(engine, backend=backend, device="cpu", tile=48, batch=3)
+    assert tiled.overlap == whole.backend.receptive_radius > 0
+    for name, img in _lr_images("Set14", 4):
+        a = whole.upscale(img)
+        b = tiled.upscale(img)
+        tiles = plan_tiles(img.shape[0], img.shape[1], 48, tiled.overlap)
+        assert len(tiles) > 1
+        p = psnr(a, b)
+        score = seam_score(b, a, tiles, 4)
+        print(f"{name}: tiled vs whole {p:.2f} dB, seam score {score:.3f}")
+        assert p >= 50
+
+
+def test_small_overlap_shows_seams(generator_file: Path, textures: Path) -> None:
+    img = load_image(next(textures.iterdir())).colour
+    whole = Upscaler(generator_file, backend="torch", device="cpu", tile=0).upscale(img)
+    cheap = Upscaler(generator_file, backend="torch", device="cpu", tile=32, overlap=0)
+    out = cheap.upscale(img)
+    tiles = plan_tiles(img.shape[0], img.shape[1], 32, 0)
+    assert seam_score(out, whole, tiles, 4) > 2  # the score does detect seams
+
+
+def test_batched_equals_one_by_one_and_across_images(generator_file: Path,
+                                                     textures: Path) -> None:
+    imgs = [load_image(p) for p in sorted(textures.iterdir())[:3]]
+    one = Upscaler(generator_file, backend="torch", device="cpu", tile=40, overlap=8, batch=1)
+    many = Upscaler(generator_file, backend="torch", device="cpu", tile=40, overlap=8, batch=5)
+    singles = [one.upscale_picture(p).colour for p in imgs]
+    packed = [r.colour for _, r, _ in many.upscale_many(enumerate(imgs))]
+    for a, b in zip(singles, packed, strict=True):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 5), (33, 17), (50, 129)])
+def test_odd_sizes_exact_output_size(generator_file: Path, shape) -> None:
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    up = Upscaler(generator_file, backend="torch", device="cpu", tile=32, overlap=6)
+    out = up.upscale(img)
+    assert out.shape == (shape[0] * 4, shape[1] * 4, 3) and out.dtype == np.uint8
+    assert up.upscale(Image.fromarray(img)).size == (shape[1] * 4, shape[0] * 4)
+
+
+def test_static_onnx_pads_small_images(generator_file: Path, tmp_path: Path) -> None:
+    res = export_onnx(generator_file, tmp_path / "s.onnx",
+                      OnnxExportOptions(static=(2, 32, 32), data_dir=data_root()))
+    up = Upscaler(res.path, backend="onnxruntime", device="cpu", overlap=6)
+    assert (up.tile, up.batch) == (32, 2)
+    img = np.random.default_rng(1).integers(0, 256, (20, 45, 3), dtype=np.uint8)
+    out = up.upscale(img)
+    assert out.shape == (80, 180, 3)
+
+
+def test_rgba_grey_palette_and_16bit(generator_file: Path) -> None:
+    rng = np.random.default_rng(2)
+    up = Upscaler(generator_file, backend="torch", device="cpu", tile=0)
+    rgba = rng.integers(0, 256, (12, 10, 4), dtype=np.uint8)
+    out = up.upscale(rgba)
+    assert out.shape == (48, 40, 4)
+    alpha = np.asarray(Image.fromarray(rgba[..., 3]).resize((40, 48), Image.Resampling.BICUBIC))
+    assert np.abs(out[..., 3].astype(int) - alpha).max() <= 1  # bicubic alpha
+    grey = rng.integers(0, 256, (12, 10), dtype=np.uint8)
+    assert up.upscale(grey).shape == (48, 40)
+    g16 = (rng.integers(0, 65536, (12, 10), dtype=np.uint16))
+    o16 = up.upscale(g16)
+    assert o16.dtype == np.uint16 and o16.shape == (48, 40)
+    assert len(np.unique(o16 & 0xFF)) > 16  # real 16-bit detail, not 8-bit times 257
+    rgb16 = rng.integers(0, 65536, (12, 10, 3), dtype=np.uint16)
+    assert up.upscale(rgb16).dtype == np.uint16
+    pal = Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).convert(
+        "P", palette=Image.Palette.ADAPTIVE)
+    assert up.upscale(pal).size == (40, 48)
+    model_alpha = Upscaler(generator_file, backend="torch", device="cpu", tile=0, alpha="model")
+    assert model_alpha.upscale(rgba).shape == (48, 40, 4)
+
+
+def test_files_keep_16bit_icc_exif_and_orientation(generator_file: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    up = Upscaler(generator_file, backend="torch", device="cpu", tile=0)
+    # 16-bit RGB PNG (through pypng) stays 16-bit.
+    pic16 = Picture(rng.integers(0, 65536, (9, 7, 3), dtype=np.uint16))
+    save_image(pic16, tmp_path / "c16.png")
+    back = load_image(tmp_path / "c16.png")
+    assert back.bits == 16 and np.array_equal(back.colour, pic16.colour)
+    out = up.upscale_picture(back)
+    save_image(out, tmp_path / "c16_x4.png")
+    assert load_image(tmp_path / "c16_x4.png").colour.shape == (36, 28, 3)
+    # EXIF orientation applied, ICC and EXIF copied.
+    im = Image.fromarray(rng.integers(0, 256, (10, 6, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    exif[0x010F] = "TestCam"
+    icc = b"\x00" * 128  # opaque bytes are carried as they are
+    im.save(tmp_path / "o.jpg", exif=exif.tobytes(), icc_profile=icc, quality=95)
+    pic = load_image(tmp_path / "o.jpg")
+    assert (pic.width, pic.height) == (10, 6)  # upright
+    out = up.upscale_picture(pic)
+    save_image(out, tmp_path / "o_x4.jpg")
+    with Image.open(tmp_path / "o_x4.jpg") as res:
+        assert res.size == (40, 24)
+        assert res.info.get("icc_profile") == icc
+        e = res.getexif()
+        assert e.get(0x010F) == "TestCam" and e.get(0x0112, 1) == 1
+
+
+def test_outscale_gives_exact_size(generator_file: Path) -> None:
+    up = Upscaler(generator_file, backend="torch", device="cpu", tile=0, outscale=3.5)
+    img = np.zeros((10, 7, 3), np.uint8)
+    assert up.upscale(img).shape == (35, 24, 3)
+
+
+class _FlakyBackend(Backend):
+    """bf16 backend whose second tile comes out NaN; its fp32 fallback is exact."""
+
+    name = "flaky"
+
+    def __init__(self, precision: str = "bf16", oom_above: int | None = None) -> None:
+        super().__init__(2, 3, precision, "cpu", receptive_radius=0)
+        self.calls = 0
+        self.oom_above = oom_above
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        if self.oom_above is not None and batch.shape[-1] * batch.shape[0] > self.oom_above:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        self.calls += 1
+        y = batch.repeat(2, axis=2).repeat(2, axis=3)
+        if self.precision == "bf16" and self.calls == 2:
+            y = y.copy()
+            y[0, 0, 0, 0] = np.nan
+        return y
+
+    def fp32_fallback(self) -> Backend | None:
+        return _FlakyBackend("fp32")
+
+
+def test_nan_tile_is_recomputed_in_fp32(caplog: pytest.LogCaptureFixture) -> None:
+    img = np.random.default_rng(4).integers(0, 256, (16, 40, 3), dtype=np.uint8)
+    up = Upscaler(backend=_FlakyBackend(), tile=16, overlap=2, batch=1)
+    ((_, out, stats),) = list(up.upscale_many([(0, Picture(img))]))
+    assert stats.refp32_tiles == 1 and "recomputed in fp32" in stats.warnings[0]
+    assert np.array_equal(out.colour, img.repeat(2, 0).repeat(2, 1))
+
+
+def test_out_of_memory_halves_batch_then_tile() -> None:
+    img = np.random.default_rng(5).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    up = Upscaler(backend=_FlakyBackend("fp32", oom_above=40), tile=64, overlap=4, batch=4)
+    ((_, out, stats),) = list(up.upscale_many([(0, Picture(img))]))
+    assert up.tile == 32 and stats.oom_retries >= 1
+    assert any("tile halved" in w for w in stats.warnings)
+    assert np.array_equal(out.colour, img.repeat(2, 0).repeat(2, 1))
+
+
+def test_threads_share_one_upscaler(generator_file: Path) -> None:
+    up = Upscaler(generator_file, backend="torch", device="cpu", tile=24, overlap=6, batch=2)
+    rng = np.random.default_rng(6)
+    imgs = [rng.integers(0, 256, (30 + i, 26, 3), dtype=np.uint8) for i in range(4)]
+    expected = [up.upscale(im) for im in imgs]
+    got: dict[int, np.ndarray] = {}
+
+    def work(i: int) -> None:
+        got[i] = up.upscale(imgs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(np.array_equal(got[i], expected[i]) for i in range(4))
+
+
+def test_quantize_rounds_and_flags_non_finite() -> None:
+    y = np.array([[[[0.5 / 255, 1.6 / 255], [np.inf, -0.2]]]], dtype=np.float32)
+    out = quantize(y, 8)
+    assert out.pixels[..., 0].tolist() == [[[0, 2], [255, 0]]] and not out.finite[0]
+    assert isinstance(out, Output)
+
+
+def test_backend_selection_errors(generator_file: Path, onnx_files, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="cannot run on onnxruntime"):
+        open_backend(generator_file, "onnxruntime", "cpu")
+    with pytest.raises(UserError, match="fp16 needs --device cuda"):
+        open_backend(generator_file, "torch", "cpu", "fp16")
+    with pytest.raises(UserError, match="export one"):
+        open_backend(onnx_files[0], "onnxruntime", "cpu", "fp16")
+    with pytest.raises(UserError, match="unknown engine type"):
+        open_backend(Path(__file__), "auto")
+    with pytest.raises(UserError, match="no such engine"):
+        open_backend(tmp_path / "nope.onnx")
+    assert open_backend(onnx_files[0], "auto", "cpu").name in ("openvino", "onnxruntime")
