@@ -322,7 +322,8 @@ def engine_kind(path: Path) -> str:
 
 
 def open_backend(engine: Path, backend: str = "auto", device: str = "auto",
-                 precision: str = "fp32", threads: int = 0) -> Backend:
+                 precision: str = "fp32", threads: int = 0, scale: int | None = None
+                 ) -> Backend:
     """Open ``engine`` on the requested backend. ``auto`` picks, for a generator file, PyTorch
     (channels_last); for an ONNX file, OpenVINO on the CPU where installed (measured faster
     than ONNX Runtime on the CPU, engines.md 0b), else ONNX Runtime; for a plan, TensorRT."""
@@ -354,8 +355,16 @@ def open_backend(engine: Path, backend: str = "auto", device: str = "auto",
         raise UserError(f"{engine}: a {kind} file cannot run on {backend}: {hint}")
     if backend == "torch":
         return TorchBackend(engine, device, precision, threads)
+    info = None
+    if kind == "onnx":
+        from srgan_export.metadata import read_onnx_info
+
+        info = read_onnx_info(engine, scale)  # a foreign ONNX needs --scale
+        if info.channels != 3:
+            raise UserError(f"{engine}: model takes {info.channels} channels; srrun feeds RGB")
     if backend == "onnxruntime":
-        return OrtBackend(engine, device, None if precision == "fp32" else precision, threads)
+        return OrtBackend(engine, device, None if precision == "fp32" else precision, threads,
+                          info=info)
     if backend == "openvino":
-        return OpenVinoBackend(engine, device, precision, threads)
+        return OpenVinoBackend(engine, device, precision, threads, info=info)
     return TrtBackend(engine, None if precision == "fp32" else precision)

@@ -57,13 +57,15 @@ def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
               help="Write a JSON run report (per-file status, timings, errors).")
 @click.option("--max-pixels", type=int, default=200_000_000, show_default=True,
               help="Refuse larger inputs (decompression bombs).")
+@click.option("--scale", type=click.Choice(["2", "3", "4"]), default=None,
+              help="Scale of an ONNX file without this toolkit's metadata.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.pass_context
 def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str | None,
             backend: str, device: str, precision: str, tile: int, overlap: int | None,
             batch: int, threads: int, outscale: float | None, fmt: str | None, quality: int,
             alpha: str, recursive: bool, overwrite: bool, skip_existing: bool,
-            report: Path | None, max_pixels: int, progress: bool) -> None:
+            report: Path | None, max_pixels: int, scale: str | None, progress: bool) -> None:
     """Upscale image files, folders or globs into OUT."""
     from .models import default_engine, resolve_engine
     from .pipeline import collect_inputs, run_job, write_report
@@ -80,7 +82,7 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str 
     path = resolve_engine(engine) if engine else default_engine()
     up = Upscaler(path, backend=backend, device=device, precision=precision, tile=tile,
                   overlap=overlap, batch=batch, threads=threads, alpha=alpha,
-                  outscale=outscale)
+                  outscale=outscale, scale=int(scale) if scale else None)
     log.info("%s", up.describe())
     summary = run_job(up, files, out, fmt=fmt, quality=quality, overwrite=overwrite,
                       skip_existing=skip_existing, max_pixels=max_pixels, progress=progress)

@@ -64,7 +64,8 @@ class Upscaler:
     def __init__(self, engine: Path | str | None = None, *, backend: str | Backend = "auto",
                  device: str = "auto", precision: str = "fp32", tile: int = DEFAULT_TILE,
                  overlap: int | None = None, batch: int = 4, threads: int = 0,
-                 alpha: str = "bicubic", outscale: float | None = None) -> None:
+                 alpha: str = "bicubic", outscale: float | None = None,
+                 scale: int | None = None) -> None:
         if isinstance(backend, Backend):
             self.backend = backend
         else:
@@ -72,7 +73,8 @@ class Upscaler:
                 from .models import default_engine
 
                 engine = default_engine()
-            self.backend = open_backend(Path(engine), backend, device, precision, threads)
+            self.backend = open_backend(Path(engine), backend, device, precision, threads,
+                                        scale)
         if tile < 0 or batch < 1:
             raise UserError("--tile must be >= 0 and --batch >= 1")
         if alpha not in ("bicubic", "model"):
@@ -228,6 +230,13 @@ class Upscaler:
                 self._run_group(group[half:])
                 return
             raise _TileTooLarge() from exc
+        want = (group[0][1].y.size * self.scale, group[0][1].x.size * self.scale)
+        if out.pixels.shape[1:3] != want or out.pixels.shape[3] != 3:
+            raise UserError(
+                f"engine returned {out.pixels.shape[2]}x{out.pixels.shape[1]}x"
+                f"{out.pixels.shape[3]} for a {group[0][1].x.size}x{group[0][1].y.size} RGB "
+                f"tile: it is not an x{self.scale} RGB model"
+            )
         bad = [k for k in range(len(group)) if not out.finite[k]]
         pixels = out.pixels
         if bad:

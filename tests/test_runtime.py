@@ -271,3 +271,41 @@ def test_backend_selection_errors(generator_file: Path, onnx_files, tmp_path: Pa
     with pytest.raises(UserError, match="no such engine"):
         open_backend(tmp_path / "nope.onnx")
     assert open_backend(onnx_files[0], "auto", "cpu").name in ("openvino", "onnxruntime")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU (none on this machine)")
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+def test_torch_cuda_parity(generator_file: Path, precision: str) -> None:
+    ref = open_backend(generator_file, "torch", "cpu", "fp32")
+    gpu = open_backend(generator_file, "torch", "cuda", precision)
+    gate = Gate.for_precision(precision)
+    for name, img in _lr_images("Set5"):
+        x = _chw(img)
+        case = compare_outputs(name, ref.run_float(x).astype(np.float64), gpu.run_float(x))
+        assert case.finite and case.psnr >= gate.min_psnr
+        assert not gate.min_ssim or case.ssim >= gate.min_ssim
+
+
+@pytest.mark.trt
+@pytest.mark.skipif(not _cuda() or __import__("importlib").util.find_spec("tensorrt") is None,
+                    reason="needs TensorRT and a CUDA GPU (not on this machine)")
+def test_tensorrt_backend_parity(generator_file: Path, onnx_files, tmp_path: Path) -> None:
+    from srgan_export.metadata import read_onnx_info
+    from srgan_export.trt_engine import BuildOptions, build_engine, compute_profile
+
+    info = read_onnx_info(onnx_files[1])
+    prof = compute_profile(info, min_s="1x8x8", opt_s="4x64x64", max_s="4x256x256")
+    build_engine(onnx_files[1], tmp_path / "m.plan", info, prof, BuildOptions(fp16=True),
+                 cache_dir=tmp_path / "cache")
+    up = Upscaler(tmp_path / "m.plan", backend="tensorrt", tile=64, batch=4)
+    ref = Upscaler(generator_file, backend="torch", device="cpu", tile=0)
+    for name, img in _lr_images("Set5"):
+        p = psnr(up.upscale(img), ref.upscale(img))
+        assert p >= 45, name

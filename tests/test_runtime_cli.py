@@ -95,3 +95,23 @@ def test_bad_requests(generator_file: Path, folder: Path, tmp_path: Path) -> Non
     assert r.returncode == 2 and "no core" in r.stderr
     r = run("upscale", str(folder / "a.png"), "-o", str(tmp_path / "o"))
     assert r.returncode == 2 and "--engine" in r.stderr
+
+
+def test_foreign_onnx_scale(generator_file: Path, folder: Path, tmp_path: Path) -> None:
+    import onnx
+    from conftest import data_root
+    from srgan_export import OnnxExportOptions, export_onnx
+
+    path = tmp_path / "m.onnx"
+    export_onnx(generator_file, path, OnnxExportOptions(data_dir=data_root()))
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    onnx.save(model, str(path))
+    args = ["upscale", str(folder / "a.png"), "-o", str(tmp_path / "o"), "--engine", str(path),
+            "--backend", "onnxruntime", "--no-progress"]
+    r = run(*args)
+    assert r.returncode == 2 and "pass --scale" in r.stderr
+    r = run(*args, "--scale", "2")
+    assert r.returncode == 2 and "not an x2 RGB model" in r.stderr
+    r = run(*args, "--scale", "4")
+    assert r.returncode == 0, r.stderr
