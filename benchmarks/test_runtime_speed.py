@@ -23,6 +23,7 @@ from srgan_train.checkpoint import save_generator
 from srgan_train.config import preset_config
 
 TILE = 128
+PAD = 10  # Real-ESRGAN's default tile_pad
 THREADS = 2
 MACS_PER_LR_PIXEL = {"srresnet": 2.22e6}  # engines.md 0b (multiply-adds per LR pixel)
 DATA = Path(os.environ.get("SR_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -63,6 +64,7 @@ VARIANTS = [
     ("torch", "fp32", "gen"),
     ("torch", "bf16", "gen"),
     ("onnxruntime", "fp32", "onnx"),
+    ("onnxruntime-extended", "fp32", "onnx"),
     ("openvino", "fp32", "onnx"),
     ("openvino", "bf16", "onnx"),
 ]
@@ -79,9 +81,13 @@ def test_tile_latency(benchmark, srresnet, backend: str, precision: str | None,
     else:
         if backend == "openvino":
             pytest.importorskip("openvino")
-        from srgan_runtime.backends import open_backend
+        from srgan_runtime.backends import OrtBackend, open_backend
 
-        b = open_backend(gen if kind == "gen" else onnx_path, backend, "cpu", precision, THREADS)
+        if backend == "onnxruntime-extended":  # ORT_ENABLE_EXTENDED instead of ALL (NCHWc)
+            b = OrtBackend(onnx_path, "cpu", None, THREADS, opt_level="extended")
+        else:
+            b = open_backend(gen if kind == "gen" else onnx_path, backend, "cpu", precision,
+                             THREADS)
         fn = b.run_float
     benchmark.extra_info.update(backend=backend, precision=precision or "fp32", tile=TILE,
                                 batch=1, threads=THREADS, preset="srresnet")
@@ -141,14 +147,15 @@ def test_folder_pipeline(benchmark, srresnet, tmp_path: Path, variant: str) -> N
         out = tmp_path / f"o{time.perf_counter_ns()}"
         out.mkdir()
         if variant == "realesrgan-loop-fp32":
-            realesrgan_style_loop(gen, files, out, TILE)
+            realesrgan_style_loop(gen, files, out, TILE, PAD)
             return
         backend = variant.split("-")[1]
         if backend == "openvino":
             pytest.importorskip("openvino")
         engine = onnx_path if backend == "openvino" else gen
-        up = Upscaler(engine, backend=backend, device="cpu", precision="bf16", tile=TILE,
-                      batch=4, threads=THREADS)
+        # The same 128-pixel tiles and 10 pixels of context as the loop: tile input 148.
+        up = Upscaler(engine, backend=backend, device="cpu", precision="bf16",
+                      tile=TILE + 2 * PAD, overlap=PAD, batch=4, threads=THREADS)
         run_job(up, [(f, f.parent) for f in files], out, progress=False)
 
     benchmark.pedantic(once, rounds=1, iterations=1, warmup_rounds=0)

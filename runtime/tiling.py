@@ -47,16 +47,29 @@ def plan_axis(length: int, tile: int, overlap: int) -> list[Span]:
     return spans
 
 
+def even_tile(length: int, tile: int, overlap: int) -> int:
+    """The smallest tile side <= ``tile`` that needs no more tiles than ``tile`` does, so that
+    no tile is mostly recomputed context (the last-tile shift-back wastes least)."""
+    if tile <= 0 or tile >= length or 2 * overlap >= tile:
+        return tile
+    n = -(-(length - 2 * overlap) // (tile - 2 * overlap))
+    return min(tile, -(-(length - 2 * overlap) // n) + 2 * overlap)
+
+
 @dataclass(frozen=True)
 class Tile:
     y: Span
     x: Span
 
 
-def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
-    """All tiles of an image, row by row."""
-    return [Tile(ys, xs) for ys in plan_axis(height, tile, overlap)
-            for xs in plan_axis(width, tile, overlap)]
+def plan_tiles(height: int, width: int, tile: int, overlap: int, even: bool = False
+               ) -> list[Tile]:
+    """All tiles of an image, row by row, all of one shape. With ``even`` (backends with
+    dynamic shapes) the tile shrinks per axis to split the image evenly."""
+    th = even_tile(height, tile, overlap) if even else tile
+    tw = even_tile(width, tile, overlap) if even else tile
+    return [Tile(ys, xs) for ys in plan_axis(height, th, overlap)
+            for xs in plan_axis(width, tw, overlap)]
 
 
 def pad_to(img: np.ndarray, height: int, width: int) -> np.ndarray:

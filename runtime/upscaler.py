@@ -177,7 +177,7 @@ class Upscaler:
             # Static engines see exactly tile x tile: pad small images (reflect), crop back.
             planes = [pad_to(p, max(p.shape[0], tile), max(p.shape[1], tile)) for p in planes]
         h, w = planes[0].shape[:2]
-        tiles = plan_tiles(h, w, tile, self.overlap)
+        tiles = plan_tiles(h, w, tile, self.overlap, even=fixed is None)
         s = self.scale
         canvases = [np.empty((h * s, w * s, 3), dtype=pic.colour.dtype) for _ in planes]
         return _Job(key, pic, planes, canvases, tiles, tile, len(tiles) * len(planes),

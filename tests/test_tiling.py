@@ -47,3 +47,15 @@ def test_seam_score() -> None:
     seam[b - 1:b + 1, :] = 10
     seam[5, 5] = 1
     assert seam_score(seam, whole, tiles, 4) > 10
+
+
+@pytest.mark.parametrize("length", [129, 180, 300, 1000, 4097])
+def test_even_tiles_need_no_more_tiles_and_waste_less(length: int) -> None:
+    from srgan_runtime.tiling import even_tile
+
+    t = even_tile(length, 148, 10)
+    assert t <= 148
+    assert len(plan_axis(length, t, 10)) == len(plan_axis(length, 148, 10))
+    covered = sum(s.size for s in plan_axis(length, t, 10))
+    assert covered <= sum(s.size for s in plan_axis(length, 148, 10))
+    assert even_tile(180, 148, 10) == 100
