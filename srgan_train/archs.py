@@ -179,6 +179,26 @@ def receptive_radius(config: GeneratorConfig) -> int:
     return max(math.ceil(r), 2)
 
 
+def macs_per_lr_pixel(config: GeneratorConfig) -> float:
+    """Multiply-accumulates of the generator per input (LR) pixel, counted layer by layer
+    (convolutions at their own resolution; the bicubic skip included)."""
+    c, s = config.channels, config.scale
+    macs = config.in_channels * c * config.head_kernel**2
+    if config.block == "bottleneck":
+        b = config.bottleneck_channels
+        per_block = (c * b + 2 * b * b + b * c) * 9
+    else:
+        per_block = 2 * c * c * 9
+    macs += config.blocks * per_block + c * c * 9  # blocks and trunk conv
+    res = 1
+    for f in [2, 2] if s == 4 else [s]:
+        macs += res * c * c * f * f * 9  # conv before PixelShuffle at the current resolution
+        res *= f * f
+    macs += res * c * config.out_channels * config.tail_kernel**2
+    macs += config.in_channels * s * s * 25  # depthwise 5x5 bicubic phases
+    return float(macs)
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

@@ -1,0 +1,446 @@
+"""``srbench``: export a generator to every format the machine can run, check quality and parity,
+time it, and print one table (the Ultralytics ``benchmark`` idea, for super-resolution).
+
+Each row is one backend x precision. A row that fails carries on to the next; its status says
+why. Timings: warm-up, then at least ``repeats`` runs and ``min_seconds`` of them; the median is
+reported with the interquartile range and the number of outliers (beyond 1.5 IQR) kept visible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+
+from srgan_train import __version__
+from srgan_train.clitools import setup_logging
+from srgan_train.errors import UserError
+
+log = logging.getLogger("srgan_runtime.bench")
+
+ALL_ROWS = [("torch", "fp32"), ("torch", "bf16"), ("torch", "fp16"),
+            ("onnxruntime", "fp32"), ("onnxruntime", "fp16"),
+            ("openvino", "fp32"), ("openvino", "bf16"), ("tensorrt", "fp16")]
+
+
+@dataclass
+class Row:
+    backend: str
+    precision: str
+    status: str = "ok"  # ok | failed gate | failed | skipped
+    reason: str = ""
+    tile: int = 0
+    batch: int = 0
+    size_mb: float | None = None
+    psnr: float | None = None
+    ssim: float | None = None
+    parity_db: float | None = None
+    ms_per_tile: float | None = None
+    ms_iqr: float | None = None
+    outliers: int | None = None
+    mp_per_s: float | None = None
+    gflops: float | None = None
+    pct_of_peak: float | None = None
+    peak_mem_mb: float | None = None
+    peak_vram_mb: float | None = None
+
+
+# --- machine and limits -------------------------------------------------------------------------
+
+def machine_info() -> dict:
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info: dict = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+                  "toolkit": __version__}
+    import torch
+
+    info["torch"] = torch.__version__
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        cc = torch.cuda.get_device_capability(0)
+        info["compute_capability"] = f"{cc[0]}.{cc[1]}"
+    for mod in ("onnxruntime", "openvino", "tensorrt"):
+        with contextlib.suppress(Exception):  # not installed, or a broken install
+            info[mod] = __import__(mod).__version__
+    return info
+
+
+def _median_time(fn, repeats: int = 5, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def measure_limits(threads: int, device: str) -> dict:
+    """Matmul peaks (fp32, bf16; fp16 on CUDA) and memory bandwidth of this machine."""
+    import torch
+
+    limits: dict = {}
+    if threads:
+        torch.set_num_threads(threads)
+    n = 2048
+    for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt)
+        secs = _median_time(lambda a=a, b=b: a @ b)
+        limits[f"cpu_matmul_{name}_gflops"] = round(2 * n**3 / secs / 1e9, 1)
+    src = np.ones(32 << 20, dtype=np.float64)  # 256 MiB
+    dst = np.empty_like(src)
+    secs = _median_time(lambda: np.copyto(dst, src), repeats=5, warmup=1)
+    limits["cpu_copy_gb_per_s"] = round(2 * src.nbytes / secs / 1e9, 2)  # read + write
+    if device == "cuda" and torch.cuda.is_available():
+        n = 8192
+        for name, dt in (("fp32", torch.float32), ("fp16", torch.float16),
+                         ("bf16", torch.bfloat16)):
+            a = torch.randn(n, n, dtype=dt, device="cuda")
+            b = torch.randn(n, n, dtype=dt, device="cuda")
+
+            def mm(a=a, b=b):
+                a @ b
+                torch.cuda.synchronize()
+
+            limits[f"gpu_matmul_{name}_tflops"] = round(2 * n**3 / _median_time(mm) / 1e12, 1)
+        x = torch.empty(1 << 28, dtype=torch.uint8, device="cuda")
+        y = torch.empty_like(x)
+
+        def copy():
+            y.copy_(x)
+            torch.cuda.synchronize()
+
+        limits["gpu_copy_gb_per_s"] = round(2 * x.numel() / _median_time(copy) / 1e9, 1)
+    return limits
+
+
+def _reset_peak_rss() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+# --- one row ------------------------------------------------------------------------------------
+
+def _time_tiles(backend, tile: int, batch: int, repeats: int, min_seconds: float):
+    x = np.random.default_rng(0).random((batch, 3, tile, tile), dtype=np.float32)
+    for _ in range(2):
+        backend.run(x)
+    ts: list[float] = []
+    start = time.perf_counter()
+    while len(ts) < repeats or (time.perf_counter() - start < min_seconds and len(ts) < 200):
+        t = time.perf_counter()
+        backend.run(x)
+        ts.append(time.perf_counter() - t)
+    arr = np.array(ts) / batch
+    q1, med, q3 = np.percentile(arr, [25, 50, 75])
+    iqr = q3 - q1
+    outliers = int(((arr < q1 - 1.5 * iqr) | (arr > q3 + 1.5 * iqr)).sum())
+    return float(med), float(iqr), outliers
+
+
+def run_row(row: Row, engine: Path, *, eval_pairs, reference_outputs, device: str,
+            threads: int, repeats: int, min_seconds: float, macs_per_px: float,
+            limits: dict) -> Row:
+    from srgan_export.parity import Gate
+
+    from srgan_train.evaluate import evaluate
+    from srgan_train.metrics import psnr
+
+    from .backends import open_backend
+    from .upscaler import Upscaler
+
+    _reset_peak_rss()
+    vram = None
+    try:
+        import torch
+
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+    except ImportError:  # pragma: no cover
+        torch = None  # type: ignore[assignment]
+    backend = open_backend(engine, row.backend, device, row.precision, threads)
+    up = Upscaler(backend=backend, tile=row.tile, batch=row.batch)
+    outputs: list[np.ndarray] = []
+
+    def upscale(lr: np.ndarray) -> np.ndarray:
+        out = up.upscale(lr)
+        outputs.append(out)
+        return out
+
+    report = evaluate(eval_pairs, backend.scale, upscale)
+    mean = report.mean()
+    row.psnr, row.ssim = mean["psnr"], mean["ssim"]
+    parity = [psnr(o, r) for o, r in zip(outputs, reference_outputs, strict=True)]
+    row.parity_db = min(parity) if parity else None
+    med, iqr, outliers = _time_tiles(backend, row.tile, row.batch, repeats, min_seconds)
+    row.ms_per_tile, row.ms_iqr, row.outliers = med * 1e3, iqr * 1e3, outliers
+    row.mp_per_s = (row.tile * backend.scale) ** 2 / med / 1e6
+    row.gflops = 2 * macs_per_px * row.tile**2 / med / 1e9
+    if device == "cuda":
+        key = {"fp32": "gpu_matmul_fp32_tflops", "fp16": "gpu_matmul_fp16_tflops",
+               "bf16": "gpu_matmul_bf16_tflops"}[row.precision]
+        peak = limits.get(key, 0) * 1e3
+    else:
+        peak = limits.get("cpu_matmul_fp32_gflops" if row.precision == "fp32"
+                          else "cpu_matmul_bf16_gflops", 0)
+    row.pct_of_peak = 100 * row.gflops / peak if peak else None
+    row.peak_mem_mb = _peak_rss_mb()
+    if device == "cuda" and torch is not None:
+        vram = torch.cuda.max_memory_allocated() / 2**20
+    row.peak_vram_mb = vram
+    gate = Gate.for_precision(row.precision)
+    if row.parity_db is None or row.parity_db < gate.min_psnr:
+        row.status = "failed gate"
+        row.reason = f"parity {row.parity_db:.1f} dB < {gate.min_psnr:g} dB"
+    return row
+
+
+# --- the whole run ------------------------------------------------------------------------------
+
+def _fmt(v, spec: str) -> str:
+    width = int(spec.split(".")[0]) if spec[0].isdigit() else 0
+    if v is None:
+        return "-".rjust(width)
+    if isinstance(v, float) and math.isinf(v):
+        return "inf".rjust(width)
+    return format(v, spec)
+
+
+def format_table(machine: dict, limits: dict, rows: list[Row]) -> str:
+    gpu = f", GPU {machine['gpu']}" if "gpu" in machine else ", no GPU"
+    lines = [f"srbench on {machine['cpu']} ({machine['cores']} cores{gpu}); torch "
+             f"{machine['torch']}; limits: " + ", ".join(f"{k} {v}" for k, v in limits.items())]
+    head = (f"{'backend':<12} {'prec':<5} {'status':<12} {'MB':>6} {'PSNR':>7} {'SSIM':>7} "
+            f"{'parity dB':>9} {'ms/tile':>9} {'+-IQR':>6} {'MP/s':>6} {'GFLOP/s':>8} "
+            f"{'%peak':>6} {'RSS MB':>7}")
+    lines += [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r.backend:<12} {r.precision:<5} {r.status:<12} {_fmt(r.size_mb, '6.2f')} "
+            f"{_fmt(r.psnr, '7.3f')} {_fmt(r.ssim, '7.4f')} {_fmt(r.parity_db, '9.1f')} "
+            f"{_fmt(r.ms_per_tile, '9.1f')} {_fmt(r.ms_iqr, '6.1f')} {_fmt(r.mp_per_s, '6.3f')} "
+            f"{_fmt(r.gflops, '8.1f')} {_fmt(r.pct_of_peak, '6.1f')} {_fmt(r.peak_mem_mb, '7.0f')}"
+            + (f"  {r.reason}" if r.reason else ""))
+    return "\n".join(lines)
+
+
+def _eval_set(data: Path | None, scale: int):
+    from srgan_train.evaluate import EvalPair, load_eval_set
+    from srgan_train.images import downscale
+    from srgan_train.synth import texture
+
+    root = data if data is not None else Path(os.environ.get("SR_DATA_DIR",
+                                                              "../shared/data")) / "Set5"
+    if Path(root).is_dir():
+        pairs, _ = load_eval_set(Path(root), scale)
+        return pairs, str(root)
+    if data is not None:
+        raise UserError(f"{data}: evaluation folder does not exist")
+    rng = np.random.default_rng(0)
+    pairs = []
+    for i in range(3):
+        hr = texture(rng, 96, 128)
+        pairs.append(EvalPair(f"texture{i}", downscale(hr, scale), hr))
+    return pairs, "generated textures (Set5 not found)"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("ckpt", required=False)
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Evaluation folder [default: $SR_DATA_DIR/Set5 or ../shared/data/Set5].")
+@click.option("--tile", type=int, default=128, show_default=True)
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--backends", default=None,
+              help="Comma-separated subset, e.g. torch,openvino (default: all available).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--threads", type=int, default=0, show_default=True)
+@click.option("--repeats", type=int, default=7, show_default=True)
+@click.option("--min-seconds", type=float, default=2.0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+@click.option("--min-psnr", type=float, default=None,
+              help="Exit 1 when any row's PSNR against HR is below this (CI gate).")
+@click.option("--debug", is_flag=True)
+def bench_cmd(ckpt: str | None, data: Path | None, tile: int, batch: int, backends: str | None,
+              device: str, threads: int, repeats: int, min_seconds: float,
+              json_path: Path | None, min_psnr: float | None, debug: bool) -> None:
+    """Export, check and time a generator on every backend here; print one table."""
+    ctx = click.get_current_context()
+    ctx.obj = {"debug": debug}
+    setup_logging(False, "srgan_runtime", "srgan_export", "srgan_train")
+    try:
+        code = _bench(ckpt, data, tile, batch, backends, device, threads, repeats, min_seconds,
+                      json_path, min_psnr)
+    except UserError as exc:
+        if debug:
+            raise
+        click.echo(f"srbench: error: {exc}", err=True)
+        ctx.exit(2)
+    ctx.exit(code)
+
+
+def _bench(ckpt, data, tile, batch, backends, device, threads, repeats, min_seconds,
+           json_path, min_psnr) -> int:
+    import torch
+    from srgan_export import OnnxExportOptions, export_onnx
+
+    from srgan_train.archs import macs_per_lr_pixel
+    from srgan_train.checkpoint import load_generator
+
+    from .backends import available_backends
+    from .models import default_engine, resolve_engine
+
+    if tile < 8 or batch < 1:
+        raise UserError("--tile must be >= 8 and --batch >= 1")
+    gen = resolve_engine(ckpt) if ckpt else default_engine()
+    if Path(gen).is_dir():
+        gen = Path(gen) / "generator.safetensors"
+    gf = load_generator(Path(gen))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if threads:
+        torch.set_num_threads(threads)
+    machine = machine_info()
+    limits = measure_limits(threads, device)
+    pairs, source = _eval_set(data, gf.scale)
+    have = set(available_backends())
+    wanted = None if backends is None else {b.strip() for b in backends.split(",")}
+    unknown = (wanted or set()) - {b for b, _ in ALL_ROWS}
+    if unknown:
+        raise UserError(f"unknown backends {sorted(unknown)}")
+    click.echo(f"srbench: {gen} ({gf.metadata.get('preset')} x{gf.scale}), eval on {source}, "
+               f"tile {tile}, batch {batch}, device {device}", err=True)
+
+    from .backends import open_backend
+    from .upscaler import Upscaler
+
+    ref = Upscaler(backend=open_backend(Path(gen), "torch", "cpu", "fp32", threads), tile=0)
+    reference_outputs = [ref.upscale(p.lr) for p in pairs]
+    macs = macs_per_lr_pixel(gf.config)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="srbench-") as tmp:
+        exported: dict[str, Path | Exception] = {}
+
+        def onnx_file(precision: str) -> Path:
+            if precision not in exported:
+                path = Path(tmp) / f"model-{precision}.onnx"
+                try:
+                    export_onnx(Path(gen), path, OnnxExportOptions(fp16=precision == "fp16",
+                                                                    verify=False))
+                    exported[precision] = path
+                except UserError as exc:
+                    exported[precision] = exc
+            got = exported[precision]
+            if isinstance(got, Exception):
+                raise got
+            return got
+
+        for backend, precision in ALL_ROWS:
+            if wanted is not None and backend not in wanted:
+                continue
+            row = Row(backend, precision, tile=tile, batch=batch)
+            rows.append(row)
+            if backend not in have:
+                row.status, row.reason = "skipped", f"{backend} is not installed"
+                continue
+            if device == "cpu" and ((precision == "fp16" and backend != "onnxruntime")
+                                    or backend == "tensorrt"):
+                row.status, row.reason = "skipped", f"{precision} {backend} needs a GPU"
+                continue
+            if device == "cuda" and backend == "openvino":
+                row.status, row.reason = "skipped", "openvino runs on the CPU here"
+                continue
+            try:
+                if backend == "torch":
+                    engine = Path(gen)
+                elif backend == "tensorrt":
+                    engine = _trt_engine(onnx_file("fp16"), Path(tmp))
+                else:
+                    engine = onnx_file("fp16" if precision == "fp16" else "fp32")
+                row.size_mb = round(engine.stat().st_size / 2**20, 3)
+                run_row(row, engine, eval_pairs=pairs, reference_outputs=reference_outputs,
+                        device=device, threads=threads, repeats=repeats,
+                        min_seconds=min_seconds, macs_per_px=macs, limits=limits)
+            except UserError as exc:
+                row.status, row.reason = "failed", str(exc)
+            except Exception as exc:
+                row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}"
+            log.info("%s %s: %s %s", backend, precision, row.status, row.reason)
+    click.echo(format_table(machine, limits, rows))
+    if json_path is not None:
+        doc = {"machine": machine, "limits": limits,
+               "settings": {"engine": str(gen), "eval": source, "tile": tile, "batch": batch,
+                            "device": device, "threads": threads,
+                            "macs_per_lr_pixel": macs},
+               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "rows": [_row_dict(r) for r in rows]}
+        from srgan_train.images import atomic_write
+
+        text = json.dumps(doc, indent=2)
+        atomic_write(json_path, lambda p: p.write_text(text))
+    if min_psnr is not None:
+        low = [r for r in rows if r.status == "ok" and (r.psnr or 0) < min_psnr]
+        bad = [r for r in rows if r.status in ("failed", "failed gate")]
+        if low or bad:
+            click.echo(f"srbench: {len(low)} row(s) below --min-psnr {min_psnr}, {len(bad)} "
+                       "failed", err=True)
+            return 1
+    return 0
+
+
+def _row_dict(r: Row) -> dict:
+    d = asdict(r)
+    keys = ["backend", "precision", "status", "reason", "tile", "batch", "size_mb", "psnr",
+            "ssim", "parity_db", "ms_per_tile", "mp_per_s", "gflops", "pct_of_peak",
+            "peak_mem_mb"]
+    out = {k: d[k] for k in keys}
+    out.update(ms_iqr=d["ms_iqr"], outliers=d["outliers"], peak_vram_mb=d["peak_vram_mb"])
+    for k, v in out.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            out[k] = str(v)
+    return out
+
+
+def _trt_engine(onnx_path: Path, tmp: Path) -> Path:
+    from srgan_export.metadata import read_onnx_info
+    from srgan_export.trt_engine import BuildOptions, build_engine, compute_profile
+
+    info = read_onnx_info(onnx_path)
+    out = tmp / "model.plan"
+    build_engine(onnx_path, out, info, compute_profile(info), BuildOptions(fp16=True),
+                 cache_dir=tmp / "cache")
+    return out
+
+
+def main() -> None:
+    bench_cmd(prog_name="srbench")
+

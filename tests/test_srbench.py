@@ -1,0 +1,43 @@
+"""``srbench``: one table, JSON rows with the documented keys, failures carried on, CI gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from conftest import data_root
+from srgan_runtime.bench import bench_cmd
+
+KEYS = {"backend", "precision", "status", "reason", "tile", "batch", "size_mb", "psnr", "ssim",
+        "parity_db", "ms_per_tile", "mp_per_s", "gflops", "pct_of_peak", "peak_mem_mb"}
+
+
+def test_table_json_and_gate(generator_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = [str(generator_file), "--backends", "torch,onnxruntime,tensorrt", "--tile", "32",
+            "--repeats", "2", "--min-seconds", "0", "--json", str(out)]
+    if (data_root() / "Set5").is_dir():
+        args += ["--data", str(data_root() / "Set5")]
+    r = CliRunner().invoke(bench_cmd, args)
+    assert r.exit_code == 0, r.output
+    assert "srbench on" in r.output and "parity dB" in r.output
+    doc = json.loads(out.read_text())
+    assert set(doc) >= {"machine", "limits", "rows"}
+    assert doc["limits"]["cpu_matmul_fp32_gflops"] > 0
+    rows = {(row["backend"], row["precision"]): row for row in doc["rows"]}
+    assert all(set(row) >= KEYS for row in rows.values())
+    ok = rows[("torch", "fp32")]
+    assert ok["status"] == "ok" and ok["parity_db"] == "inf" and ok["ms_per_tile"] > 0
+    assert ok["gflops"] > 0 and ok["psnr"] > 20 and ok["size_mb"] > 0
+    assert rows[("onnxruntime", "fp32")]["status"] == "ok"
+    assert rows[("onnxruntime", "fp32")]["parity_db"] == "inf" or \
+        rows[("onnxruntime", "fp32")]["parity_db"] >= 60
+    assert rows[("tensorrt", "fp16")]["status"] == "skipped"  # no GPU / TensorRT here
+    # --min-psnr as a CI gate: an impossible floor fails the run.
+    r = CliRunner().invoke(bench_cmd, [str(generator_file), "--backends", "torch", "--tile",
+                                       "32", "--repeats", "1", "--min-seconds", "0",
+                                       "--min-psnr", "99"])
+    assert r.exit_code == 1
+    r = CliRunner().invoke(bench_cmd, [str(generator_file), "--backends", "nope"])
+    assert r.exit_code == 2
