@@ -11,7 +11,7 @@ EXTRAS ?= test,onnx,openvino
 DEMO ?= demo-out
 MACHINE ?= $(shell $(PYTHON) benchmarks/machine.py --slug 2>/dev/null || echo cpu)
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench install clean wheelhouse
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ test: install
 
 bench: install
 	$(BIN)/python -m pytest benchmarks --benchmark-json benchmarks/results/train_throughput-$(MACHINE).json
+
+# Pure-Python wheels for benchmarks/gpu.sh on a machine without network.
+wheelhouse: install
+	$(BIN)/pip wheel -w .wheels safetensors tqdm pypng onnxscript
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache

@@ -444,3 +444,7 @@ def _trt_engine(onnx_path: Path, tmp: Path) -> Path:
 def main() -> None:
     bench_cmd(prog_name="srbench")
 
+
+
+if __name__ == "__main__":
+    main()
