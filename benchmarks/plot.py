@@ -1,0 +1,46 @@
+"""Render srbench JSON results as a bar chart of output MP/s per backend and precision.
+
+    python benchmarks/plot.py benchmarks/results/srbench-<machine>.json docs/srbench.png
+
+Needs matplotlib (``pip install matplotlib``); not part of the test run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def main(src: str, dst: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    doc = json.loads(Path(src).read_text())
+    rows = [r for r in doc["rows"] if r["status"] == "ok"]
+    labels = [f"{r['backend']}\n{r['precision']}" for r in rows]
+    values = [r["mp_per_s"] for r in rows]
+    m = doc["machine"]
+    s = doc.get("settings", {})
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=110)
+    bars = ax.bar(labels, values, color=["#4C72B0" if r["precision"] == "fp32" else "#DD8452"
+                                         for r in rows])
+    for bar, r in zip(bars, rows, strict=True):
+        ax.annotate(f"{r['mp_per_s']:.2f}\n{r['parity_db'] if isinstance(r['parity_db'], str) else round(r['parity_db'], 1)} dB",  # noqa: E501
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                    va="bottom", fontsize=7)
+    ax.set_ylabel("output megapixels / s")
+    gpu = m.get("gpu", "no GPU")
+    ax.set_title(f"srbench {Path(s.get('engine', '')).name}, tile {s.get('tile')}, batch "
+                 f"{s.get('batch')}: {m['cpu']} ({m['cores']} cores), {gpu}, "
+                 f"{doc.get('date', '')[:10]}", fontsize=8)
+    ax.margins(y=0.25)
+    fig.tight_layout()
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(dst)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
