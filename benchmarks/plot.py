@@ -1,6 +1,8 @@
-"""Render srbench JSON results as a bar chart of output MP/s per backend and precision.
+"""Charts for the README: srbench MP/s per backend and precision, or a training run's
+validation curve.
 
     python benchmarks/plot.py benchmarks/results/srbench-<machine>.json docs/srbench.png
+    python benchmarks/plot.py curve RUN/val.csv docs/models/default-val.png "title"
 
 Needs matplotlib (``pip install matplotlib``); not part of the test run.
 """
@@ -42,5 +44,32 @@ def main(src: str, dst: str) -> None:
     fig.savefig(dst)
 
 
+def curve(src: str, dst: str, title: str = "") -> None:
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(src) as f:
+        rows = list(csv.DictReader(f))
+    steps = [int(r["step"]) for r in rows]
+    psnrs = [float(r["psnr"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
+    ax.plot(steps, psnrs, marker="o")
+    ax.axhline(28.43, color="grey", linestyle="--", label="bicubic 28.43")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("Set5 x4 PSNR (Y, dB)")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(dst)
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    if sys.argv[1] == "curve":
+        curve(*sys.argv[2:5])
+    else:
+        main(*sys.argv[1:3])

@@ -28,12 +28,10 @@ def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
 
 
 def _resolve_generator(path: Path) -> Path:
-    if path.is_dir():
-        cand = path / "generator.safetensors"
-        if not cand.is_file():
-            raise UserError(f"{path}: run folder has no generator.safetensors")
-        return cand
-    return path
+    """A generator file, a run folder or a bundled model name (e.g. ``default``)."""
+    from srgan_train.models import resolve_generator
+
+    return resolve_generator(path)
 
 
 def _print_report(report, as_json: bool) -> None:

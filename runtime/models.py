@@ -1,36 +1,27 @@
-"""Bundled models, addressed by name (``--engine NAME``)."""
+"""Engines by name: files as given, or the generators bundled with the training package."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from srgan_train.errors import UserError
+from srgan_train.models import bundled_models, default_generator, resolve_generator
 
-MODEL_DIR = Path(__file__).resolve().parent / "models"
-
-
-def bundled_models() -> dict[str, Path]:
-    """Name -> generator file of every model shipped inside the package."""
-    if not MODEL_DIR.is_dir():
-        return {}
-    return {p.name.removesuffix(".safetensors"): p for p in sorted(MODEL_DIR.glob("*.safetensors"))}
+__all__ = ["bundled_models", "default_engine", "resolve_engine"]
 
 
 def resolve_engine(name_or_path: str | Path) -> Path:
-    """A path as given, or the bundled model of that name."""
+    """An engine file (.safetensors, .onnx, .plan), a run folder, or a bundled model name."""
     p = Path(name_or_path)
-    if p.exists():
+    if p.is_file():
         return p
-    models = bundled_models()
-    if str(name_or_path) in models:
-        return models[str(name_or_path)]
-    known = ", ".join(models) or "none bundled yet"
-    raise UserError(f"{name_or_path}: no such engine file or bundled model ({known})")
+    return resolve_generator(name_or_path)
 
 
 def default_engine() -> Path:
-    models = bundled_models()
-    if "default" in models:
-        return models["default"]
-    raise UserError("no --engine given and no bundled default model in this build; pass "
-                    "--engine (a generator from 'srtrain fit', an ONNX file or a plan)")
+    try:
+        return default_generator()
+    except UserError:
+        raise UserError("no --engine given and no bundled default model in this build; pass "
+                        "--engine (a generator from 'srtrain fit', an ONNX file or a plan)"
+                        ) from None

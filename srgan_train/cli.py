@@ -154,6 +154,9 @@ def _fill_from_init(values: dict) -> dict:
         values["preset"] = values["preset"] or "small"
         values["scale"] = values["scale"] or 4
         return values
+    from .models import resolve_generator
+
+    values["init"] = str(resolve_generator(values["init"]))
     meta = read_generator_metadata(Path(values["init"]))
     init_scale = int(meta["scale"])
     if values["scale"] is not None and values["scale"] != init_scale:
@@ -167,12 +170,9 @@ def _fill_from_init(values: dict) -> dict:
 # --- eval ---------------------------------------------------------------------------------------
 
 def _resolve_generator_path(ckpt: Path) -> Path:
-    if ckpt.is_dir():
-        cand = ckpt / "generator.safetensors"
-        if not cand.is_file():
-            raise UserError(f"{ckpt}: run folder has no generator.safetensors yet")
-        return cand
-    return ckpt
+    from .models import resolve_generator
+
+    return resolve_generator(ckpt)
 
 
 @cli.command(name="eval")
