@@ -1,0 +1,56 @@
+"""Bundled generators: lookup by name, and the shipped default model itself."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import srgan_train.models as models
+from srgan_train.checkpoint import load_generator
+from srgan_train.errors import UserError
+
+
+def test_resolve_by_file_folder_and_name(tmp_path: Path, generator_file: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models, "MODEL_DIR", tmp_path / "models")
+    with pytest.raises(UserError, match="none bundled"):
+        models.resolve_generator("default")
+    with pytest.raises(UserError, match="no bundled default"):
+        models.default_generator()
+    (tmp_path / "models").mkdir()
+    shutil.copy(generator_file, tmp_path / "models" / "default.safetensors")
+    assert models.resolve_generator("default") == tmp_path / "models" / "default.safetensors"
+    assert models.default_generator().name == "default.safetensors"
+    assert models.resolve_generator(generator_file) == generator_file
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(UserError, match=r"no generator\.safetensors"):
+        models.resolve_generator(run)
+    shutil.copy(generator_file, run / "generator.safetensors")
+    assert models.resolve_generator(run) == run / "generator.safetensors"
+
+
+needs_default = pytest.mark.skipif("default" not in models.bundled_models(),
+                                   reason="no default model bundled in this build")
+
+
+@needs_default
+def test_bundled_default_is_small_self_describing_and_works(tmp_path: Path) -> None:
+    path = models.bundled_models()["default"]
+    assert path.stat().st_size <= 10 * 2**20
+    gf = load_generator(path)
+    assert gf.scale == 4 and gf.step > 0
+    img = np.random.default_rng(0).integers(0, 256, (21, 17, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "p.png")
+    r = subprocess.run([sys.executable, "-m", "srgan_runtime.cli", "upscale",
+                        str(tmp_path / "p.png"), "-o", str(tmp_path / "p_x4.png"),
+                        "--no-progress"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with Image.open(tmp_path / "p_x4.png") as im:
+        assert im.size == (68, 84)
