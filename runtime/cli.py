@@ -7,23 +7,15 @@ from pathlib import Path
 
 import click
 
-from srgan_train import __version__
-from srgan_train.clitools import ErrorHandlingGroup, setup_logging
+from srgan_train.clitools import toolkit_group
 from srgan_train.errors import UserError
 
 log = logging.getLogger("srgan_runtime")
 
 
-@click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="srrun")
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-@click.option("-v", "--verbose", is_flag=True, help="More log output.")
-@click.pass_context
-def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
+@toolkit_group("srrun", "srgan_runtime", "srgan_export", "srgan_train")
+def cli() -> None:
     """Upscale images with a trained generator, an ONNX file or a TensorRT engine."""
-    ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
-    setup_logging(verbose, "srgan_runtime", "srgan_export", "srgan_train")
 
 
 @cli.command()

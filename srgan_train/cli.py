@@ -11,23 +11,15 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .clitools import ErrorHandlingGroup, setup_logging
+from .clitools import toolkit_group
 from .errors import UserError
 
 log = logging.getLogger("srgan_train")
 
 
-@click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="srtrain")
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-@click.option("-v", "--verbose", is_flag=True, help="More log output.")
-@click.pass_context
-def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
+@toolkit_group("srtrain", "srgan_train")
+def cli() -> None:
     """Train and evaluate SRGAN/SRResNet super-resolution generators."""
-    ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
-    setup_logging(verbose, "srgan_train")
 
 
 # --- fit ----------------------------------------------------------------------------------------

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 
 import click
 
+from . import __version__
 from .errors import UserError
 
 
@@ -54,3 +56,25 @@ def setup_logging(verbose: bool, *names: str) -> None:
         logger.handlers[:] = [handler]
         logger.setLevel(logging.DEBUG if verbose else logging.INFO)
         logger.propagate = False
+
+
+def toolkit_group(prog: str, *loggers: str) -> Callable[[Callable[[], None]], click.Group]:
+    """Decorator for a CLI's top-level group: ``--version``, ``--debug`` (tracebacks) and
+    ``-v`` (log level), one-line errors, and logging for ``loggers``. The decorated function's
+    docstring is the group's help."""
+
+    def wrap(fn: Callable[[], None]) -> click.Group:
+        @click.group(name=prog, cls=ErrorHandlingGroup, help=fn.__doc__,
+                     context_settings={"help_option_names": ["-h", "--help"]})
+        @click.version_option(__version__, prog_name=prog)
+        @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+        @click.option("-v", "--verbose", is_flag=True, help="More log output.")
+        @click.pass_context
+        def group(ctx: click.Context, debug: bool, verbose: bool) -> None:
+            ctx.ensure_object(dict)
+            ctx.obj["debug"] = debug
+            setup_logging(verbose, *loggers)
+
+        return group
+
+    return wrap
