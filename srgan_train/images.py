@@ -47,7 +47,9 @@ def pil_to_rgb_array(im: Image.Image) -> np.ndarray:
     """Convert any Pillow image to HxWx3 uint8 RGB."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(im, dtype=np.float64)
-        peak = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        # 16-bit modes are 16-bit by definition; only 32-bit "I" needs a guess at its range.
+        sixteen = im.mode != "I" or arr.max(initial=0) > 255
+        peak = 65535.0 if sixteen else 255.0
         grey = np.clip(np.rint(arr / peak * 255.0), 0, 255).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=2)
     if im.mode == "P" and "transparency" in im.info:

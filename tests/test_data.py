@@ -162,3 +162,9 @@ def test_small_and_corrupt_images_are_skipped_and_counted(
 def test_patch_must_be_multiple_of_scale(textures: Path) -> None:
     with pytest.raises(UserError, match="multiple of the scale"):
         PatchDataset(find_pairs(textures, 4), 4, 30)
+
+
+def test_dark_16bit_grey_is_not_mistaken_for_8bit(tmp_path: Path) -> None:
+    dark = np.full((8, 8), 200, dtype=np.uint16)  # 200/65535: nearly black, not grey 200
+    Image.fromarray(dark).save(tmp_path / "dark16.png")
+    assert load_rgb(tmp_path / "dark16.png").max() <= 1
