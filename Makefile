@@ -1,5 +1,5 @@
-# Two entry points for a fresh machine: `make demo` (main job: train a small model on generated
-# images, evaluate it, upscale an image with it) and `make test` (test suite).
+# Two entry points for a fresh machine: `make demo` (main job: upscale an image with the bundled
+# default model) and `make test` (test suite).
 # Both create ./.venv and install into it. torch is pinned to the 2.13.0 CPU wheel where one lies
 # on local disk; elsewhere the same pin comes from PyPI. Override with TORCH_SPEC="torch==X".
 
@@ -11,7 +11,7 @@ EXTRAS ?= test,onnx,openvino
 DEMO ?= demo-out
 MACHINE ?= $(shell $(PYTHON) benchmarks/machine.py --slug 2>/dev/null || echo cpu)
 
-.PHONY: demo test lint bench install clean wheelhouse
+.PHONY: demo demo-train test lint bench install clean wheelhouse
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +24,19 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 demo: install
+	$(BIN)/srtrain synth $(DEMO) --count 1 --size 240x320 --seed 7
+	$(BIN)/srrun upscale $(DEMO)/tex_000.png -o $(DEMO)/tex_000_x4.png --overwrite
+	@echo "demo: $(DEMO)/tex_000.png upscaled x4 by the bundled default model -> $(DEMO)/tex_000_x4.png"
+
+# The training side of the toolkit in a minute: train a tiny model on generated images,
+# evaluate it against bicubic, upscale with it.
+demo-train: install
 	$(BIN)/srtrain synth $(DEMO)/train --count 24 --seed 1
 	$(BIN)/srtrain synth $(DEMO)/val --count 4 --seed 2
 	$(BIN)/srtrain fit --data $(DEMO)/train --val $(DEMO)/val --preset tiny --scale 4 \
 		--steps 200 --batch-size 16 --patch-size 64 --val-every 100 --out $(DEMO)/run --overwrite
 	$(BIN)/srtrain eval $(DEMO)/run --data $(DEMO)/val
-	$(BIN)/srrun upscale $(DEMO)/val/tex_000.png -o $(DEMO)/tex_000_x4.png --engine $(DEMO)/run --overwrite
+	$(BIN)/srrun upscale $(DEMO)/val/tex_000.png -o $(DEMO)/val_x4.png --engine $(DEMO)/run --overwrite
 
 lint: install
 	$(BIN)/ruff check .
