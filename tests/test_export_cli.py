@@ -47,7 +47,7 @@ def test_bad_input(generator_file: Path, tmp_path: Path) -> None:
     bad.write_bytes(b"junk")
     _one_line_error(run("onnx", str(bad), "-o", str(tmp_path / "x.onnx")), "bad.safetensors")
     _one_line_error(run("onnx", str(tmp_path / "missing"), "-o", str(tmp_path / "x.onnx")),
-                    "no such generator file")
+                    "no such file")
     _one_line_error(run("onnx", str(generator_file), "-o", str(tmp_path / "x.onnx"),
                         "--opset", "21"), "opset 21")
     _one_line_error(run("onnx", str(generator_file), "-o", str(tmp_path / "x.onnx"),
