@@ -36,8 +36,24 @@ def quantize(y: np.ndarray, bits: int) -> Output:
     finite = np.isfinite(y).reshape(y.shape[0], -1).all(axis=1)
     peak = 65535.0 if bits == 16 else 255.0
     dtype = np.uint16 if bits == 16 else np.uint8
-    q = np.clip(np.rint(np.nan_to_num(y, nan=0.0) * peak), 0, peak).astype(dtype)
+    y = np.nan_to_num(y, nan=0.0, posinf=1.0, neginf=0.0)
+    q = np.clip(np.rint(y * peak), 0, peak).astype(dtype)
     return Output(np.ascontiguousarray(q.transpose(0, 2, 3, 1)), finite)
+
+
+def quantize_torch(y, bits: int) -> Output:
+    """``quantize`` on the device for a torch NCHW tensor: only the integers are copied back."""
+    import torch
+
+    with torch.inference_mode():
+        finite = torch.isfinite(y).flatten(1).all(dim=1).cpu().numpy()
+        peak = 65535.0 if bits == 16 else 255.0
+        q = torch.nan_to_num(y.float(), nan=0.0, posinf=1.0, neginf=0.0)
+        q = q.clamp_(0, 1).mul_(peak).round_().permute(0, 2, 3, 1).contiguous()
+        # uint16 has limited torch support: cast through int32 on the host.
+        pixels = (q.to(torch.uint8).cpu().numpy() if bits == 8 else
+                  q.to(torch.int32).cpu().numpy().astype(np.uint16))
+    return Output(pixels, finite)
 
 
 class Backend:
@@ -126,18 +142,8 @@ class TorchBackend(Backend):
         return self._forward(batch).float().cpu().numpy()
 
     def run(self, batch: np.ndarray, bits: int = 8) -> Output:
-        torch = self._torch
         with self._lock:
-            y = self._forward(batch)
-            with torch.inference_mode():
-                finite = torch.isfinite(y).flatten(1).all(dim=1).cpu().numpy()
-                peak = 65535.0 if bits == 16 else 255.0
-                q = torch.nan_to_num(y.float(), nan=0.0).clamp_(0, 1).mul_(peak).round_()
-                q = q.permute(0, 2, 3, 1).contiguous()
-                # uint16 has limited torch support: cast through int32 on the host.
-                pixels = (q.to(torch.uint8).cpu().numpy() if bits == 8 else
-                          q.to(torch.int32).cpu().numpy().astype(np.uint16))
-        return Output(pixels, finite)
+            return quantize_torch(self._forward(batch), bits)
 
     def fp32_fallback(self) -> Backend | None:
         if self.precision == "fp32":
@@ -288,13 +294,7 @@ class TrtBackend(Backend):
 
         with self._lock:
             y = self.runner.run_torch(torch.from_numpy(np.ascontiguousarray(batch)).cuda())
-            finite = torch.isfinite(y).flatten(1).all(dim=1).cpu().numpy()
-            peak = 65535.0 if bits == 16 else 255.0
-            q = torch.nan_to_num(y, nan=0.0).clamp_(0, 1).mul_(peak).round_()
-            q = q.permute(0, 2, 3, 1).contiguous()
-            pixels = (q.to(torch.uint8).cpu().numpy() if bits == 8 else
-                      q.to(torch.int32).cpu().numpy().astype(np.uint16))
-        return Output(pixels, finite)
+            return quantize_torch(y, bits)
 
 
 # --- selection ----------------------------------------------------------------------------------
