@@ -57,7 +57,9 @@ def cli() -> None:
 @click.option("--grad-clip", type=float, default=1.0, show_default=True,
               help="Max gradient norm (0 = off).")
 @click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto",
-              show_default=True, help="Mixed precision on CUDA (auto: bf16 where supported).")
+              show_default=True,
+              help="Mixed precision (auto: bf16/fp16 on CUDA, off on the CPU; "
+                   "bf16 on the CPU only when asked).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--workers", type=int, default=0, show_default=True, help="DataLoader workers.")

@@ -136,10 +136,18 @@ def pick_device(name: str) -> torch.device:
 
 
 def pick_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for the mode on this device (None: full fp32). AMP is CUDA-only."""
-    if device.type != "cuda" or mode == "off":
-        if mode in ("bf16", "fp16") and device.type != "cuda":
-            log.warning("AMP %s is only used on CUDA; training in fp32 on %s", mode, device)
+    """Autocast dtype for the mode on this device (None: full fp32).
+
+    On the CPU only an explicit ``bf16`` enables it (about 2x faster on CPUs with AVX-512 BF16,
+    emulated and slow elsewhere, so ``auto`` stays fp32 there).
+    """
+    if mode == "off":
+        return None
+    if device.type != "cuda":
+        if mode == "bf16" and device.type == "cpu":
+            return torch.bfloat16
+        if mode in ("bf16", "fp16"):
+            log.warning("AMP %s is not used on %s; training in fp32", mode, device)
         return None
     if mode == "fp16":
         return torch.float16
@@ -244,7 +252,9 @@ class Trainer:
         torch.manual_seed(self.cfg.seed)
         gen_cfg = self._generator_config()
         self.gen_config = gen_cfg
-        self.G: Generator = build_generator(gen_cfg).to(self.device)
+        # channels_last: oneDNN's fast convolution layout on CPUs, tensor cores' on GPUs.
+        self.G: Generator = build_generator(gen_cfg).to(self.device,
+                                                         memory_format=torch.channels_last)
         if self.cfg.init and not resume:
             self._load_init(gen_cfg)
         self.ema = EMA(self.G, self.cfg.ema_decay)
@@ -478,8 +488,10 @@ class Trainer:
                 loader = make_loader(dataset, c.batch_size, self.step, c.steps, c.workers)
                 last_t, last_step = time.perf_counter(), self.step
                 for lr_b, hr_b in loader:
-                    row = self.train_step(lr_b.to(self.device, non_blocking=True),
-                                          hr_b.to(self.device, non_blocking=True))
+                    row = self.train_step(
+                        lr_b.to(self.device, non_blocking=True,
+                                memory_format=torch.channels_last),
+                        hr_b.to(self.device, non_blocking=True))
                     if self.step % c.log_every == 0 or self.step == c.steps:
                         now = time.perf_counter()
                         sps = (self.step - last_step) * c.batch_size / max(now - last_t, 1e-9)

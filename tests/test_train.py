@@ -173,3 +173,48 @@ def test_short_training_beats_bicubic_on_set5(tmp_path: Path, t91: Path, set5: P
     prepare_run_dir(tmp_path / "t", resume=False, overwrite=False)
     res = Trainer(cfg).fit()
     assert res.best_psnr is not None and res.best_psnr > 28.43 + 0.15  # bicubic: 28.43
+
+
+def test_amp_choice_per_device(caplog: pytest.LogCaptureFixture) -> None:
+    from srgan_train.train import pick_amp
+
+    cpu = torch.device("cpu")
+    assert pick_amp("auto", cpu) is None  # emulated bf16 is slow on older CPUs: never implicit
+    assert pick_amp("off", cpu) is None
+    assert pick_amp("bf16", cpu) is torch.bfloat16
+    with caplog.at_level(logging.WARNING):
+        assert pick_amp("fp16", cpu) is None
+    assert "fp16 is not used on cpu" in caplog.text
+
+
+def test_bf16_autocast_keeps_the_bicubic_base_in_fp32() -> None:
+    """Under autocast only the residual is low precision: with the residual zeroed the output
+    equals the fp32 bicubic upscale exactly, and with weights it stays within bf16 error."""
+    torch.manual_seed(0)
+    g = build_generator(preset_config("tiny", 4)).eval()
+    x = torch.rand(2, 3, 20, 17)
+    with torch.no_grad():
+        full = g(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = g(x)
+        assert mixed.dtype == torch.float32
+        assert 0 < (mixed - full).abs().max() < 0.02
+        g.tail.weight.zero_()
+        g.tail.bias.zero_()
+        base = g.bicubic(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.equal(g(x), base)
+
+
+def test_cpu_bf16_training_tracks_fp32(tmp_path: Path, textures: Path) -> None:
+    """The same run in bf16 autocast and in fp32: close losses step by step, close validation."""
+    runs = {}
+    for amp in ("off", "bf16"):
+        res = _run(_cfg(textures, tmp_path / amp, amp=amp, steps=30, val=str(textures),
+                        val_every=30))
+        assert res.step == 30 and not res.interrupted
+        runs[amp] = (res.best_psnr, [loss for _, loss in _losses(tmp_path / amp)])
+    (p32, l32), (p16, l16) = runs["off"], runs["bf16"]
+    assert abs(p32 - p16) < 0.1
+    assert sum(l16) == pytest.approx(sum(l32), rel=0.03)
+    assert l16 != l32  # bf16 really ran
