@@ -22,8 +22,9 @@ def cli() -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
               help="Output file (one input) or folder.")
-@click.option("--engine", default=None,
-              help="Generator file / run folder, .onnx, .plan, or a bundled model name.")
+@click.option("--engine", "--model", "engine", default=None,
+              help="Generator file / run folder, .onnx, .plan, or a bundled model name "
+                   "(srrun models) [default: the bundled default].")
 @click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "openvino",
                                               "tensorrt"]), default="auto", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda")

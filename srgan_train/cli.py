@@ -216,6 +216,53 @@ def eval_cmd(ckpt: Path | None, data: Path, scale: str | None, bicubic_only: boo
         click.echo(format_table(report, label))
 
 
+@cli.command()
+@click.argument("hr_image", type=click.Path(path_type=Path))
+@click.option("--lr", "lr_image", type=click.Path(path_type=Path), default=None,
+              help="Its LR image [default: bicubic-downscaled from HR_IMAGE].")
+@click.option("--model", "models", multiple=True, required=True,
+              help="Generator file, run folder or bundled name; repeat to compare several.")
+@click.option("--box", required=True, help="Crop X,Y,W,H in HR pixels.")
+@click.option("--zoom", type=int, default=2, show_default=True,
+              help="Nearest-neighbour enlargement of each crop.")
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--device", default="auto", show_default=True)
+def compare(hr_image: Path, lr_image: Path | None, models: tuple[str, ...], box: str, zoom: int,
+            out: Path, overwrite: bool, device: str) -> None:
+    """Side-by-side crops: bicubic | each model | HR, labelled with whole-image PSNR/SSIM."""
+    from .checkpoint import load_generator
+    from .compare import Box, Panel, comparison_strip, score_label
+    from .evaluate import torch_upscaler
+    from .images import downscale, load_rgb, save_png, upscale_bicubic
+    from .metrics import modcrop
+    from .train import pick_device
+
+    crop = Box.parse(box)
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: exists (use --overwrite to replace it)")
+    dev = pick_device(device)
+    gens = [(name, load_generator(_resolve_generator_path(Path(name)), device=dev))
+            for name in models]
+    scales = {gf.scale for _, gf in gens}
+    if len(scales) != 1:
+        raise UserError(f"the models have different scales ({sorted(scales)}): compare one scale")
+    s = scales.pop()
+    hr = load_rgb(hr_image)
+    lr = load_rgb(lr_image) if lr_image else downscale(hr, s)
+    hr = modcrop(hr, s)[: lr.shape[0] * s, : lr.shape[1] * s]
+    if hr.shape[:2] != (lr.shape[0] * s, lr.shape[1] * s):
+        raise UserError(f"{lr_image}: {lr.shape[1]}x{lr.shape[0]} is not {hr_image} / {s}")
+    bic = upscale_bicubic(lr, s)
+    panels = [Panel(score_label("bicubic", bic, hr, s), bic)]
+    for name, gf in gens:
+        sr = torch_upscaler(gf.model.eval(), dev)(lr)
+        panels.append(Panel(score_label(str(name), sr, hr, s), sr))
+    panels.append(Panel("HR (ground truth)", hr))
+    save_png(comparison_strip(panels, crop, zoom), out)
+    click.echo(f"wrote {out}: " + " | ".join(p.label for p in panels))
+
+
 # --- small helpers ------------------------------------------------------------------------------
 
 @cli.command()
