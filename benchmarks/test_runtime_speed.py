@@ -129,7 +129,8 @@ def realesrgan_style_loop(gen: Path, files: list[Path], out: Path, tile: int,
                 canvas[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = o[
                     :, :, (y0 - py0) * s:(y1 - py0) * s, (x0 - px0) * s:(x1 - px0) * s]
         arr = (canvas[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-        Image.fromarray(arr).save(out / f"{f.stem}.png")
+        # Real-ESRGAN writes with cv2.imwrite, whose PNG default is zlib level 1 (srrun's too).
+        Image.fromarray(arr).save(out / f"{f.stem}.png", compress_level=1)
 
 
 @pytest.mark.parametrize("variant", ["realesrgan-loop-fp32", "srrun-torch-bf16",

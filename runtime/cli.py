@@ -41,6 +41,8 @@ def cli() -> None:
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg", "webp"]), default=None,
               help="[default: the input's format]")
 @click.option("--quality", type=int, default=95, show_default=True, help="JPEG/WebP quality.")
+@click.option("--png-level", type=click.IntRange(0, 9), default=1, show_default=True,
+              help="PNG zlib level: 1 is fast (OpenCV's default), 9 smallest and slowest.")
 @click.option("--alpha", type=click.Choice(["bicubic", "model"]), default="bicubic",
               show_default=True, help="How alpha channels are upscaled.")
 @click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders.")
@@ -57,7 +59,7 @@ def cli() -> None:
 def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str | None,
             backend: str, device: str, precision: str, tile: int, overlap: int | None,
             batch: int, threads: int, outscale: float | None, fmt: str | None, quality: int,
-            alpha: str, recursive: bool, overwrite: bool, skip_existing: bool,
+            png_level: int, alpha: str, recursive: bool, overwrite: bool, skip_existing: bool,
             report: Path | None, max_pixels: int, scale: str | None, progress: bool) -> None:
     """Upscale image files, folders or globs into OUT."""
     from .models import default_engine, resolve_engine
@@ -77,7 +79,8 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str 
                   overlap=overlap, batch=batch, threads=threads, alpha=alpha,
                   outscale=outscale, scale=int(scale) if scale else None)
     log.info("%s", up.describe())
-    summary = run_job(up, files, out, fmt=fmt, quality=quality, overwrite=overwrite,
+    summary = run_job(up, files, out, fmt=fmt, quality=quality, png_level=png_level,
+                      overwrite=overwrite,
                       skip_existing=skip_existing, max_pixels=max_pixels, progress=progress)
     if report is not None:
         write_report(summary, report, {"engine": str(path), "backend": up.describe()})

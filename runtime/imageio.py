@@ -157,7 +157,11 @@ def _exif_upright(exif: bytes | None) -> bytes | None:
         return None
 
 
-def write_image(pic: Picture, dest: Path | io.BytesIO, fmt: str, quality: int = 95) -> None:
+PNG_LEVEL = 1  # zlib level: OpenCV's default; 4-6x faster to encode than 6 for ~10% more bytes
+
+
+def write_image(pic: Picture, dest: Path | io.BytesIO, fmt: str, quality: int = 95,
+                png_level: int = PNG_LEVEL) -> None:
     """Encode ``pic`` as ``fmt`` (png, jpg, webp, tif, bmp) into a file or buffer, keeping ICC
     and EXIF where the format allows; 16-bit pictures are written as 16-bit PNG."""
     fmt = fmt.lower()
@@ -166,7 +170,7 @@ def write_image(pic: Picture, dest: Path | io.BytesIO, fmt: str, quality: int = 
     if pic.bits == 16 and fmt != "png":
         raise ValueError("16-bit images are written as PNG (use --format png)")
     if pic.bits == 16 and (not pic.grey or pic.alpha is not None):
-        data = _png16_bytes(pic)
+        data = _png16_bytes(pic, png_level)
         if isinstance(dest, io.BytesIO):
             dest.write(data)
         else:
@@ -183,17 +187,19 @@ def write_image(pic: Picture, dest: Path | io.BytesIO, fmt: str, quality: int = 
         kwargs["exif"] = exif
     if FORMATS[fmt] in ("JPEG", "WEBP"):
         kwargs["quality"] = quality
+    if FORMATS[fmt] == "PNG":
+        kwargs["compress_level"] = png_level
     im.save(dest, format=FORMATS[fmt], **kwargs)
 
 
-def encode_image(pic: Picture, fmt: str, quality: int = 95) -> bytes:
+def encode_image(pic: Picture, fmt: str, quality: int = 95, png_level: int = PNG_LEVEL) -> bytes:
     """``write_image`` into bytes."""
     buf = io.BytesIO()
-    write_image(pic, buf, fmt, quality)
+    write_image(pic, buf, fmt, quality, png_level)
     return buf.getvalue()
 
 
-def _png16_bytes(pic: Picture) -> bytes:
+def _png16_bytes(pic: Picture, level: int) -> bytes:
     import png
 
     arr = pic.to_array()
@@ -201,7 +207,8 @@ def _png16_bytes(pic: Picture) -> bytes:
     planes = 1 if arr.ndim == 2 else arr.shape[2]
     greyscale = planes in (1, 2)
     alpha = planes in (2, 4)
-    writer = png.Writer(w, h, greyscale=greyscale, alpha=alpha, bitdepth=16)
+    writer = png.Writer(w, h, greyscale=greyscale, alpha=alpha, bitdepth=16,
+                        compression=level)
     buf = io.BytesIO()
     writer.write(buf, arr.reshape(h, w * planes))
     data = buf.getvalue()
@@ -227,11 +234,11 @@ def _png_insert_chunk(data: bytes, kind: bytes, payload: bytes) -> bytes:
 
 
 def save_image(pic: Picture, path: Path, fmt: str | None = None, quality: int = 95,
-               overwrite: bool = False) -> None:
+               overwrite: bool = False, png_level: int = PNG_LEVEL) -> None:
     """Encode straight into a temporary file beside ``path``, then rename it into place; an
     existing file is kept unless ``overwrite``."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: exists (use --overwrite)")
     fmt = fmt or path.suffix.lstrip(".").lower() or "png"
-    atomic_write(path, lambda tmp: write_image(pic, tmp, fmt, quality))
+    atomic_write(path, lambda tmp: write_image(pic, tmp, fmt, quality, png_level))

@@ -18,7 +18,7 @@ from pathlib import Path
 from srgan_train.errors import ImageError, UserError
 from srgan_train.images import IMAGE_SUFFIXES, atomic_write
 
-from .imageio import FORMATS, Picture, load_image, save_image
+from .imageio import FORMATS, PNG_LEVEL, Picture, load_image, save_image
 from .upscaler import Upscaler
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,8 @@ def output_path(src: Path, base: Path, out: Path, single: bool, scale_label: str
 
 
 def run_job(upscaler: Upscaler, inputs: list[tuple[Path, Path]], out: Path, *,
-            fmt: str | None = None, quality: int = 95, overwrite: bool = False,
+            fmt: str | None = None, quality: int = 95, png_level: int = PNG_LEVEL,
+            overwrite: bool = False,
             skip_existing: bool = False, max_pixels: int | None = None,
             progress: bool = True, prefetch: int = 2) -> JobSummary:
     """Upscale every input to its output path; never stops for one bad file."""
@@ -175,7 +176,8 @@ def run_job(upscaler: Upscaler, inputs: list[tuple[Path, Path]], out: Path, *,
 
     def write(pic: Picture, dst: Path) -> None:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        save_image(pic, dst, fmt or dst.suffix.lstrip("."), quality, overwrite=True)
+        save_image(pic, dst, fmt or dst.suffix.lstrip("."), quality, overwrite=True,
+                   png_level=png_level)
 
     thread = threading.Thread(target=reader, name="srrun-decode", daemon=True)
     thread.start()

@@ -309,3 +309,19 @@ def test_tensorrt_backend_parity(generator_file: Path, onnx_files, tmp_path: Pat
     for name, img in _lr_images("Set5"):
         p = psnr(up.upscale(img), ref.upscale(img))
         assert p >= 45, name
+
+
+def test_png_level_changes_size_not_pixels(tmp_path: Path) -> None:
+    """zlib level is a speed/size trade only: identical pixels (8- and 16-bit), smaller at 9."""
+    from srgan_runtime.imageio import encode_image
+
+    y, x = np.mgrid[0:96, 0:128]
+    smooth = np.stack([x * 2, y * 2, (x + y)], axis=2).astype(np.uint8)
+    for colour in (smooth, smooth.astype(np.uint16) * 257):
+        pic = Picture(colour)
+        fast, small = encode_image(pic, "png", png_level=1), encode_image(pic, "png", png_level=9)
+        assert len(small) < len(fast)
+        for k, data in enumerate((fast, small)):
+            (tmp_path / f"{k}.png").write_bytes(data)
+            back = load_image(tmp_path / f"{k}.png")
+            assert back.colour.dtype == colour.dtype and np.array_equal(back.colour, colour)
