@@ -47,7 +47,8 @@ test: install
 	$(BIN)/python -m pytest benchmarks --benchmark-disable -q
 
 bench: install
-	$(BIN)/python -m pytest benchmarks --benchmark-json benchmarks/results/train_throughput-$(MACHINE).json
+	$(BIN)/python -m pytest benchmarks --benchmark-json benchmarks/results/bench-$(MACHINE).json
+	$(BIN)/python benchmarks/tile_ratios.py --json benchmarks/results/tile_ratios-$(MACHINE).json
 
 # Pure-Python wheels for benchmarks/gpu.sh on a machine without network.
 wheelhouse: install
