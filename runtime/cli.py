@@ -91,14 +91,20 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str 
 
 @cli.command()
 def models() -> None:
-    """List the bundled models."""
+    """List the bundled models (use one with --model NAME)."""
+    from srgan_train.checkpoint import read_generator_metadata
+
     from .models import bundled_models
 
     found = bundled_models()
     if not found:
         click.echo("no bundled models in this build")
     for name, p in found.items():
-        click.echo(f"{name}: {p}")
+        m = read_generator_metadata(p)
+        val = (f", validation {Path(m.get('val_set', '?')).name} {m['val_psnr']} dB"
+               if "val_psnr" in m else "")
+        click.echo(f"{name}: x{m['scale']} {m['preset']}, {m.get('phase', 'pretrain')} phase, "
+                   f"step {m['step']}{val}, {p.stat().st_size / 2**20:.1f} MB ({p})")
 
 
 def main() -> None:

@@ -54,3 +54,26 @@ def test_bundled_default_is_small_self_describing_and_works(tmp_path: Path) -> N
     assert r.returncode == 0, r.stderr
     with Image.open(tmp_path / "p_x4.png") as im:
         assert im.size == (68, 84)
+
+
+needs_srgan = pytest.mark.skipif("srgan" not in models.bundled_models(),
+                                 reason="no srgan model bundled in this build")
+
+
+@needs_srgan
+def test_bundled_gan_variant_is_a_gan_phase_x4_model_usable_by_name(tmp_path: Path) -> None:
+    path = models.bundled_models()["srgan"]
+    assert path.stat().st_size <= 10 * 2**20
+    gf = load_generator(path)
+    assert gf.scale == 4 and gf.metadata["phase"] == "gan"
+    img = np.random.default_rng(1).integers(0, 256, (19, 23, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "p.png")
+    r = subprocess.run([sys.executable, "-m", "srgan_runtime.cli", "upscale",
+                        str(tmp_path / "p.png"), "-o", str(tmp_path / "g.png"), "--model",
+                        "srgan", "--no-progress"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with Image.open(tmp_path / "g.png") as im:
+        assert im.size == (92, 76)
+    r = subprocess.run([sys.executable, "-m", "srgan_runtime.cli", "models"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "srgan: x4" in r.stdout and "gan phase" in r.stdout
