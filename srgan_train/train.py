@@ -366,11 +366,14 @@ class Trainer:
         self.best_psnr = None if math.isnan(bp) else bp
         self.best_step = None if int(state["best_step"]) < 0 else int(state["best_step"])
 
-    def save_generator(self) -> Path:
+    def save_generator(self, val_psnr: float | None = None) -> Path:
+        """The EMA generator with its validation score (the best one unless ``val_psnr``)."""
         path = self.run_dir / GENERATOR_FILE
         extra: dict[str, Any] = {"phase": self.cfg.phase, "ema_decay": str(self.cfg.ema_decay)}
-        if self.best_psnr is not None:
-            extra.update(val_psnr=f"{self.best_psnr:.4f}", val_set=str(self.cfg.val))
+        score = val_psnr if val_psnr is not None else (
+            self.best_psnr if self.cfg.phase != "gan" else None)
+        if score is not None:
+            extra.update(val_psnr=f"{score:.4f}", val_set=str(self.cfg.val))
         save_generator(self.ema.shadow, path, preset=self.cfg.preset, step=self.step, extra=extra)
         return path
 
@@ -500,8 +503,14 @@ class Trainer:
                     if val_pairs and (self.step % c.val_every == 0 or self.step == c.steps):
                         psnr_v, ssim_v = self.validate(val_pairs)
                         metrics.val({"step": self.step, "psnr": psnr_v, "ssim": ssim_v})
-                        if self.best_psnr is None or psnr_v > self.best_psnr:
+                        improved = self.best_psnr is None or psnr_v > self.best_psnr
+                        if improved:
                             self.best_psnr, self.best_step = psnr_v, self.step
+                        if c.phase == "gan":
+                            # PSNR is not what the GAN phase optimizes (it trades PSNR for
+                            # texture): keep the latest generator, not the least adversarial.
+                            self.save_generator(psnr_v)
+                        elif improved:
                             self.save_generator()
                         if bar is not None:
                             bar.set_postfix(loss=f"{row['loss']:.4f}", val_psnr=f"{psnr_v:.3f}")
@@ -528,7 +537,7 @@ class Trainer:
             # After an error the last periodic checkpoint stands: a half-done step is not saved.
             if completed and self.step > start_step:
                 self.save_checkpoint()
-        if not val_pairs or self.best_psnr is None:
+        if not val_pairs or self.best_psnr is None or (c.phase == "gan" and interrupted):
             self.save_generator()
         seconds = time.perf_counter() - t0
         done = self.step - start_step

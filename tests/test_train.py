@@ -218,3 +218,18 @@ def test_cpu_bf16_training_tracks_fp32(tmp_path: Path, textures: Path) -> None:
     assert abs(p32 - p16) < 0.1
     assert sum(l16) == pytest.approx(sum(l32), rel=0.03)
     assert l16 != l32  # bf16 really ran
+
+
+def test_gan_phase_keeps_the_latest_generator_not_the_best_psnr(tmp_path: Path,
+                                                               textures: Path) -> None:
+    """A GAN trades PSNR for texture, so picking its best-PSNR step would pick the least
+    adversarial one: the GAN phase's generator file is the latest validated EMA generator."""
+    res = _run(_cfg(textures, tmp_path / "gan", phase="gan", steps=6, val=str(textures),
+                    val_every=2, lr=5e-3))
+    vals = [json.loads(ln) for ln in (tmp_path / "gan/metrics.jsonl").read_text().splitlines()]
+    last = [r for r in vals if r["kind"] == "val"][-1]
+    meta = load_generator(res.generator).metadata
+    assert int(meta["step"]) == 6 and last["step"] == 6
+    assert float(meta["val_psnr"]) == pytest.approx(last["psnr"], abs=1e-4)
+    pre = _run(_cfg(textures, tmp_path / "pre", steps=6, val=str(textures), val_every=2))
+    assert int(load_generator(pre.generator).metadata["step"]) == pre.best_step
