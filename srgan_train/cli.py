@@ -178,16 +178,19 @@ def _resolve_generator_path(ckpt: Path) -> Path:
 @click.option("--bicubic-only", is_flag=True, help="Evaluate the bicubic baseline alone.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object to stdout.")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--self-ensemble", is_flag=True,
+              help="Average over the 8 flips/rotations (8x compute; a '+' result, not the "
+                   "model alone).")
 def eval_cmd(ckpt: Path | None, data: Path, scale: str | None, bicubic_only: bool,
-             as_json: bool, device: str) -> None:
+             as_json: bool, device: str, self_ensemble: bool) -> None:
     """PSNR/SSIM (Y, standard protocol) of a generator on a folder, beside bicubic."""
     from .evaluate import evaluate, format_table, load_eval_set
 
     upscale = None
     label = "model"
     if bicubic_only:
-        if ckpt is not None:
-            raise UserError("--bicubic-only takes no checkpoint")
+        if ckpt is not None or self_ensemble:
+            raise UserError("--bicubic-only takes no checkpoint and no --self-ensemble")
         if scale is None:
             raise UserError("--bicubic-only needs --scale")
         s = int(scale)
@@ -203,14 +206,14 @@ def eval_cmd(ckpt: Path | None, data: Path, scale: str | None, bicubic_only: boo
         if scale is not None and int(scale) != gf.scale:
             raise UserError(f"{ckpt}: generator is x{gf.scale}, --scale is {scale}")
         s = gf.scale
-        upscale = torch_upscaler(gf.model, dev)
-        label = gf.metadata.get("preset", "model")
+        upscale = torch_upscaler(gf.model, dev, self_ensemble=self_ensemble)
+        label = gf.metadata.get("preset", "model") + ("+" if self_ensemble else "")
     pairs, errors = load_eval_set(data, s)
     for e in errors:
         log.warning("skipping %s", e)
     report = evaluate(pairs, s, upscale)
     if as_json:
-        click.echo(json.dumps(report.to_dict()))
+        click.echo(json.dumps({**report.to_dict(), "self_ensemble": self_ensemble}))
     else:
         click.echo(f"{data} x{s}: {len(pairs)} images (Y PSNR/SSIM, crop {s})")
         click.echo(format_table(report, label))

@@ -149,3 +149,15 @@ def test_synth_and_info(tmp_path: Path) -> None:
     r = invoke("synth", str(tmp_path / "s"), "--count", "2", "--size", "40x50")
     assert r.exit_code == 0 and len(list((tmp_path / "s").glob("*.png"))) == 2
     assert invoke("synth", str(tmp_path / "s"), "--size", "big").exit_code == 2
+
+
+def test_eval_self_ensemble_is_labelled(generator_file: Path, textures: Path) -> None:
+    res = invoke("eval", str(generator_file), "--data", str(textures), "--self-ensemble",
+                 "--json")
+    assert res.exit_code == 0
+    assert json.loads(res.output)["self_ensemble"] is True
+    res = invoke("eval", str(generator_file), "--data", str(textures), "--self-ensemble")
+    assert "tiny+" in res.output
+    res = CliRunner().invoke(cli, ["eval", "--bicubic-only", "--scale", "4", "--data",
+                                   str(textures), "--self-ensemble"])
+    assert res.exit_code == 2 and "no --self-ensemble" in res.output

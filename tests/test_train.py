@@ -233,3 +233,34 @@ def test_gan_phase_keeps_the_latest_generator_not_the_best_psnr(tmp_path: Path,
     assert float(meta["val_psnr"]) == pytest.approx(last["psnr"], abs=1e-4)
     pre = _run(_cfg(textures, tmp_path / "pre", steps=6, val=str(textures), val_every=2))
     assert int(load_generator(pre.generator).metadata["step"]) == pre.best_step
+
+
+@pytest.mark.parametrize("k", range(8))
+def test_dihedral_transforms_invert_on_non_square_images(k: int) -> None:
+    from srgan_train.evaluate import dihedral
+
+    x = torch.arange(2 * 3 * 4 * 7, dtype=torch.float32).reshape(2, 3, 4, 7)
+    t = dihedral(x, k)
+    assert t.shape[-2:] == ((7, 4) if k % 2 else (4, 7))
+    assert torch.equal(dihedral(t, k, inverse=True), x)
+    assert len({tuple(dihedral(x, j).flatten().tolist()) for j in range(8)}) == 8
+
+
+def test_self_ensemble_eval(rng) -> None:
+    """An equivariant model (the bicubic skip alone) is unchanged by the ensemble; a model with
+    a learned branch gets a different, valid output of the same size."""
+    import numpy as np
+
+    from srgan_train.evaluate import torch_upscaler
+
+    torch.manual_seed(0)
+    g = build_generator(preset_config("tiny", 4)).eval()
+    lr = rng.integers(0, 256, (13, 18, 3), dtype=np.uint8)
+    plain, plus = torch_upscaler(g)(lr), torch_upscaler(g, self_ensemble=True)(lr)
+    assert plus.shape == plain.shape == (52, 72, 3) and plus.dtype == np.uint8
+    assert not np.array_equal(plain, plus)
+    with torch.no_grad():
+        g.tail.weight.zero_()
+        g.tail.bias.zero_()
+    a, b = torch_upscaler(g)(lr).astype(int), torch_upscaler(g, self_ensemble=True)(lr)
+    assert np.abs(a - b).max() <= 1  # float rounding of the same bicubic, not a different image
