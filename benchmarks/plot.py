@@ -54,10 +54,12 @@ def curve(src: str, dst: str, title: str = "") -> None:
 
     with open(src) as f:
         rows = list(csv.DictReader(f))
-    steps = [int(r["step"]) for r in rows]
-    psnrs = [float(r["psnr"]) for r in rows]
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
-    ax.plot(steps, psnrs, marker="o")
+    stages = sorted({r.get("stage") or "1" for r in rows}, key=int)
+    for stage in stages:  # an optional "stage" column: one line per continued run
+        part = [r for r in rows if (r.get("stage") or "1") == stage]
+        ax.plot([int(r["step"]) for r in part], [float(r["psnr"]) for r in part], marker="o",
+                label=f"stage {stage}" if len(stages) > 1 else "validation")
     ax.axhline(28.43, color="grey", linestyle="--", label="bicubic 28.43")
     ax.set_xlabel("training step")
     ax.set_ylabel("Set5 x4 PSNR (Y, dB)")
