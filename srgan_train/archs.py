@@ -161,10 +161,12 @@ class Generator(nn.Module):
         return self.tail(self.upsample(feat))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_autocast_enabled(x.device.type):
+        # Not x.device.type: that is a proxy under torch.fx tracing (BN folding).
+        amp = next((d for d in ("cuda", "cpu") if torch.is_autocast_enabled(d)), None)
+        if amp is not None:
             # Under mixed precision the bicubic base (values up to 1.0) would lose ~0.5 grey
             # levels to bf16 rounding; only the small learned residual runs in low precision.
-            with torch.autocast(x.device.type, enabled=False):
+            with torch.autocast(amp, enabled=False):
                 base = self.bicubic(x.float())
             return base + self.residual(x).float()
         return self.bicubic(x) + self.residual(x)
