@@ -32,16 +32,6 @@ VARIANTS = [  # (label, backend, precision, engine kind)
 ]
 
 
-def matmul_peak(dtype, n: int = 2048, reps: int = 5) -> float:
-    """GFLOP/s of an n^3 matmul, best of ``reps``."""
-    import torch
-
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(reps))
-    return 2 * n**3 / best / 1e9
-
-
 def _timed(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -54,6 +44,7 @@ def main() -> None:
     from srgan_export import OnnxExportOptions, export_onnx
     from srgan_export.parity import Gate, compare_outputs
     from srgan_runtime.backends import open_backend
+    from srgan_runtime.bench import measure_limits
 
     from srgan_train.archs import build_generator, macs_per_lr_pixel
     from srgan_train.checkpoint import load_generator, save_generator
@@ -114,8 +105,8 @@ def main() -> None:
         for label, run in runners.items():
             times[label].append(_timed(lambda run=run: [run(t) for t in x]) / args.tiles)
 
-    peak32 = matmul_peak(torch.float32)
-    peak16 = matmul_peak(torch.bfloat16)
+    limits = measure_limits(args.threads, "cpu")
+    peak32, peak16 = limits["cpu_matmul_fp32_gflops"], limits["cpu_matmul_bf16_gflops"]
     flop = 2 * macs_per_lr_pixel(cfg) * args.tile**2
     base = statistics.median(times[VARIANTS[0][0]])
     rows = []

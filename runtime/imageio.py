@@ -157,7 +157,7 @@ def _exif_upright(exif: bytes | None) -> bytes | None:
         return None
 
 
-PNG_LEVEL = 1  # zlib level: OpenCV's default; 4-6x faster to encode than 6 for ~10% more bytes
+PNG_LEVEL = 1  # OpenCV's default; on Set14 outputs ~6x faster to encode than 6, ~14% larger
 
 
 def write_image(pic: Picture, dest: Path | io.BytesIO, fmt: str, quality: int = 95,

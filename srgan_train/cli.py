@@ -242,6 +242,8 @@ def compare(hr_image: Path, lr_image: Path | None, models: tuple[str, ...], box:
     from .train import pick_device
 
     crop = Box.parse(box)
+    if zoom < 1:
+        raise UserError("--zoom must be >= 1")
     if out.exists() and not overwrite:
         raise UserError(f"{out}: exists (use --overwrite to replace it)")
     dev = pick_device(device)
