@@ -1,60 +1,106 @@
 #!/usr/bin/env bash
-# GPU harness: on a CUDA machine that has torch, onnx, onnxruntime (CPU), numpy, pillow, click,
-# pytest and pytest-benchmark but no network, install this working tree without downloads, run
-# srbench and the GPU tests/benchmarks, and write JSON and logs to OUTDIR. Budget: < 6 minutes.
+# One GPU session in one call (about 8 minutes): on a CUDA machine with torch, onnx, onnxruntime,
+# numpy, pillow, click, pytest and no network,
+#   1. install this tree without an index and record the machine;
+#   2. start two time-limited `srtrain fit` runs on the GPU (x4, T91 + BSD200 + General100,
+#      validated on Set5): `large` from scratch, and `medium` continued from the bundled default;
+#   3. meanwhile run the CUDA tests (pytest -m "cuda or trt");
+#   4. after training, with the GPU to itself, srbench (torch fp32/bf16/fp16 on CUDA) of the
+#      bundled default (medium) and the new large generator;
+#   5. pack logs and run folders (generators, curves, configs; no optimizer state) into
+#      OUTDIR/results.tar, refreshed after every stage so that a cut-off run still returns some.
 #
-#   bash benchmarks/gpu.sh OUTDIR
+#   bash benchmarks/gpu.sh OUTDIR [DATA_DIR]
 #
-# Pure-Python dependencies the machine may lack (safetensors, tqdm, pypng, onnxscript and its
-# own) come from ./.wheels when present: `make wheelhouse` fills it on a machine with PyPI.
+# DATA_DIR (default $SR_DATA_DIR or ../shared/data) holds the image sets; a `site/` folder in it,
+# if present, goes on PYTHONPATH (pure-Python packages the machine lacks, e.g. pypng).
+# TRAIN_MINUTES (default 6.5) is each run's --time-limit; DEVICE (default cuda) allows a dry run on
+# a CPU machine with tiny settings: DEVICE=cpu TRAIN_MINUTES=0.3 PRESET_A=tiny PRESET_B=tiny ...
 set -uo pipefail
-out=${1:?usage: bash benchmarks/gpu.sh OUTDIR}
+out=$(realpath -m "${1:?usage: bash benchmarks/gpu.sh OUTDIR [DATA_DIR]}")
+data=$(realpath "${2:-${SR_DATA_DIR:-../shared/data}}")
+minutes=${TRAIN_MINUTES:-6.5}
+device=${DEVICE:-cuda}
+workers=${WORKERS:-6}
+batch=${BATCH:-32}
+patch=${PATCH:-128}
 mkdir -p "$out"
 cd "$(dirname "$0")/.."
+repo=$PWD
+work=$(mktemp -d /tmp/gpu-session.XXXX)
+runs=$work/runs
+mkdir -p "$runs" "$work/logs"
 log() { echo "[gpu.sh $(date +%H:%M:%S)] $*" | tee -a "$out/harness.log"; }
+pack() { tar -C "$work" -cf "$out/results.tar.tmp" --exclude=checkpoints logs runs \
+           && mv "$out/results.tar.tmp" "$out/results.tar"; }
 
-log "machine"; nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || log "nvidia-smi failed"
-python - > "$out/versions.txt" 2>&1 <<'PY'
-import importlib, sys
-print(sys.version)
+log "machine"
+nvidia-smi > "$work/logs/nvidia-smi.txt" 2>&1 || log "nvidia-smi failed"
+python3 - > "$work/logs/versions.txt" 2>&1 <<'PY'
+import importlib, os, sys
+print(sys.version, "cpus", os.cpu_count())
 for m in ("torch", "triton", "onnx", "onnxruntime", "numpy", "PIL", "click", "safetensors",
-          "tqdm", "png", "onnxscript"):
+          "tqdm", "png", "onnxscript", "openvino", "tensorrt"):
     try:
-        mod = importlib.import_module(m)
-        print(m, getattr(mod, "__version__", "?"))
+        print(m, getattr(importlib.import_module(m), "__version__", "?"))
     except Exception as e:
         print(m, "MISSING", type(e).__name__)
 import torch
-print("cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
+if torch.cuda.is_available():
+    p = torch.cuda.get_device_properties(0)
+    print("cuda", torch.version.cuda, p.name, p.total_memory >> 20, "MiB", p.multi_processor_count, "SMs")
 PY
+cat "$work/logs/versions.txt" | tee -a "$out/harness.log"
 
-log "install (no index)"
-if [ -d .wheels ]; then
-  python -m pip install --no-index --find-links .wheels safetensors tqdm pypng onnxscript \
-    >> "$out/install.log" 2>&1 || log "wheelhouse install incomplete (see install.log)"
+log "install (no index) into $work/site"
+python3 -m pip install --no-index --no-deps --no-build-isolation --target "$work/site" . \
+  > "$work/logs/install.log" 2>&1 || log "install failed (see logs/install.log)"
+export PYTHONPATH="$work/site:$data/site${PYTHONPATH:+:$PYTHONPATH}"
+export PATH="$work/site/bin:$PATH" SR_DATA_DIR="$data" PYTHONUNBUFFERED=1
+pack
+
+fit() {  # name, then srtrain fit options
+  local name=$1; shift
+  timeout -s INT $(python3 -c "print(int($minutes * 60 + 120))") \
+    srtrain fit --data "$data/T91" --data "$data/BSD200" --data "$data/General100_partial50" \
+      --val "$data/Set5" --scale 4 --steps 400000 --time-limit "$minutes" \
+      --batch-size "$batch" --patch-size "$patch" --lr-schedule cosine --ema-decay 0.999 \
+      --amp bf16 --device "$device" --workers "$workers" --val-every 2000 \
+      --save-every 1000000 --log-every 50 --no-progress --out "$runs/$name" "$@" \
+      > "$work/logs/train-$name.log" 2>&1
+  echo "exit $?" >> "$work/logs/train-$name.log"
+}
+log "training: ${minutes} min each, batch $batch, patch $patch, on $device"
+fit large-x4 --preset "${PRESET_A:-large}" --lr 3e-4 --warmup-steps 500 &
+pid_a=$!
+if [ -n "${PRESET_B:-}" ]; then
+  fit medium-x4 --preset "$PRESET_B" --lr 2e-4 --warmup-steps 200 &
+else
+  fit medium-x4 --init default --lr 2e-4 --warmup-steps 200 &
 fi
-python -m pip install --no-index --no-deps --no-build-isolation -e . >> "$out/install.log" 2>&1 \
-  || log "editable install failed (see install.log); using PYTHONPATH"
-export PYTHONPATH="$PWD:${PYTHONPATH:-}"
+pid_b=$!
 
-log "generator (srresnet x4, seeded weights)"
-python - >> "$out/harness.log" 2>&1 <<'PY'
-import torch
-from srgan_train.archs import build_generator
-from srgan_train.checkpoint import save_generator
-from srgan_train.config import preset_config
-torch.manual_seed(0)
-save_generator(build_generator(preset_config("srresnet", 4)).eval(), "/tmp/srresnet.safetensors",
-               preset="srresnet", step=0)
-PY
+log "CUDA tests (beside the training runs; they assert results, not times)"
+timeout 300 python3 -m pytest -q -s -m "cuda or trt" tests -p no:cacheprovider -rA \
+  > "$work/logs/pytest-cuda.txt" 2>&1
+log "pytest exit $? : $(tail -1 "$work/logs/pytest-cuda.txt")"
+pack
 
-log "srbench (cuda)"
-timeout 180 python -m srgan_runtime.bench /tmp/srresnet.safetensors --device cuda --tile 128 \
-  --batch 8 --json "$out/srbench-cuda.json" > "$out/srbench-cuda.txt" 2>&1 \
-  || log "srbench exited $?"
+wait "$pid_a" "$pid_b"
+for r in large-x4 medium-x4; do
+  log "$r: $(grep -E '^(done|interrupted)|time limit|Error|error' "$work/logs/train-$r.log" | tail -3 | tr '\n' ' ')"
+  [ -f "$runs/$r/val.csv" ] && tail -4 "$runs/$r/val.csv" | tee -a "$out/harness.log"
+done
+pack
 
-log "GPU tests (cuda/trt markers)"
-timeout 120 python -m pytest -q -m "cuda or trt" tests -p no:cacheprovider \
-  > "$out/pytest-gpu.txt" 2>&1 || log "pytest exited $?"
-
+log "srbench on $device (GPU to itself now)"
+for m in default "$runs/large-x4/generator.safetensors"; do  # medium-x4 runs as default does
+  name=$(basename "$(dirname "$m")"); [ "$m" = default ] && name=default
+  [ "$m" = default ] || [ -f "$m" ] || continue
+  timeout 90 srbench "$m" --device "$device" --backends torch --tile 128 --batch 8 \
+    --repeats 5 --min-seconds 1 --json "$work/logs/srbench-$name.json" \
+    > "$work/logs/srbench-$name.txt" 2>&1 || log "srbench $name exited $?"
+  tail -6 "$work/logs/srbench-$name.txt" | tee -a "$out/harness.log"
+done
+pack
 log "done"; ls -l "$out" | tee -a "$out/harness.log"

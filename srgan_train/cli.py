@@ -77,6 +77,9 @@ def cli() -> None:
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--threads", type=int, default=0, show_default=True,
               help="CPU threads for torch (0 = torch's default).")
+@click.option("--time-limit", type=float, default=None, metavar="MINUTES",
+              help="Train for about this long: the step count (and the LR schedule with it) is "
+                   "fitted to the measured speed, at most --steps.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")

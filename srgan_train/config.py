@@ -65,6 +65,10 @@ PRESETS: dict[str, tuple[GeneratorConfig, str]] = {
         ),
         "the seed project's x2 generator: 8 bottleneck blocks (64->32->64), dropout 0.1",
     ),
+    "large": (
+        GeneratorConfig(channels=64, blocks=16, block="residual", batchnorm=False),
+        "GPU quality preset: SRResNet's 16 blocks x 64 channels without BatchNorm (~1.5 M params)",
+    ),
     "medium": (
         GeneratorConfig(channels=48, blocks=12, block="residual", batchnorm=False),
         "CPU quality preset: 12 residual blocks x 48 channels, no BatchNorm (~0.7 M params)",

@@ -219,7 +219,8 @@ class PatchDataset:
 
 
 def make_loader(
-    dataset: PatchDataset, batch_size: int, start_step: int, total_steps: int, workers: int
+    dataset: PatchDataset, batch_size: int, start_step: int, total_steps: int, workers: int,
+    pin_memory: bool = False,
 ):
     """A DataLoader over sample indices ``[start_step*B, total_steps*B)``: resumable by step."""
     import torch
@@ -236,6 +237,6 @@ def make_loader(
         num_workers=workers,
         drop_last=False,
         persistent_workers=False,
-        pin_memory=False,
+        pin_memory=pin_memory,
         generator=gen,
     )

@@ -37,8 +37,13 @@ METRICS_FILE = "metrics.jsonl"
 
 # Options that may differ on --resume without changing the run's results.
 RESUMABLE_OVERRIDES = frozenset(
-    {"steps", "workers", "val_every", "save_every", "log_every", "progress", "threads"}
+    {"steps", "workers", "val_every", "save_every", "log_every", "progress", "threads",
+     "time_limit"}
 )
+# Steps timed (after the first few) before a --time-limit run fits its step count.
+PROBE_SKIP, PROBE_STEPS = 10, 100
+# Share of the measured rate a fitted run plans on: room for validation and checkpoints.
+TIME_MARGIN = 0.92
 
 
 @dataclass
@@ -82,6 +87,7 @@ class TrainConfig:
     init: str | None = None
     progress: bool = True
     threads: int = 0
+    time_limit: float | None = None  # minutes of training; the step count is fitted to it
     extra: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> TrainConfig:
@@ -95,6 +101,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "patch_size", "val_every", "save_every", "log_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise UserError("--time-limit must be > 0 minutes")
         if self.pixel_weight is None:
             with_vgg = self.phase == "gan" and self.vgg_weights
             self.pixel_weight = 1e-2 if with_vgg else 1.0
@@ -470,6 +478,7 @@ class Trainer:
                  f", AMP {self.amp_dtype}" if self.amp_dtype else "")
 
         start_step, t0 = self.step, time.perf_counter()
+        pacer = _Pacer(c.time_limit * 60.0 if c.time_limit else 0.0, t0, start_step, c.steps)
         interrupted = False
         completed = False
         previous = signal.getsignal(signal.SIGINT)
@@ -488,7 +497,11 @@ class Trainer:
 
                 bar = tqdm(total=c.steps, initial=self.step, unit="step", dynamic_ncols=True)
             if self.step < c.steps:
-                loader = make_loader(dataset, c.batch_size, self.step, c.steps, c.workers)
+                cuda = self.device.type == "cuda"
+                if cuda:  # fixed patch shapes: let cuDNN pick its fastest kernels once
+                    torch.backends.cudnn.benchmark = True
+                loader = make_loader(dataset, c.batch_size, self.step, c.steps, c.workers,
+                                     pin_memory=cuda)
                 last_t, last_step = time.perf_counter(), self.step
                 for lr_b, hr_b in loader:
                     row = self.train_step(
@@ -525,8 +538,12 @@ class Trainer:
                         bar.update(1)
                     if self.on_step is not None:
                         self.on_step(self, row)
+                    if c.time_limit is not None:
+                        pacer.after_step(self, bar)
                     if self._stop:
                         interrupted = self.step < c.steps
+                        break
+                    if self.step >= c.steps:  # a time limit can end the run early
                         break
             completed = True
         finally:
@@ -548,6 +565,57 @@ class Trainer:
             generator=gen if gen.exists() else None, seconds=seconds,
             samples_per_s=done * c.batch_size / seconds if seconds > 0 else 0.0,
         )
+
+
+class _Pacer:
+    """Fits a ``--time-limit`` run's step count (and so its LR schedule) to the time given.
+
+    The rate is timed over ``PROBE_STEPS`` steps after a short warm-up and again at half the
+    budget (validation included by then); the step count is set to what fits, never beyond the
+    requested ``--steps``. Past the budget the run stops, checkpointed, as after Ctrl-C.
+    """
+
+    def __init__(self, budget_s: float, t0: float, start_step: int, max_steps: int) -> None:
+        self.budget_s, self.t0, self.start, self.max_steps = budget_s, t0, start_step, max_steps
+        self.probe: tuple[float, int] | None = None
+        self.fits = 0
+
+    def after_step(self, trainer: Trainer, bar) -> None:
+        now = time.perf_counter()
+        elapsed = now - self.t0
+        done = trainer.step - self.start
+        if elapsed >= self.budget_s and trainer.step < trainer.cfg.steps:
+            log.warning("time limit reached at step %d (planned %d)", trainer.step,
+                        trainer.cfg.steps)
+            trainer.request_stop()
+            return
+        if done == PROBE_SKIP:
+            self.probe = (now, trainer.step)
+            return
+        if self.probe is None:
+            return
+        first = self.fits == 0 and done >= PROBE_SKIP + PROBE_STEPS
+        second = self.fits == 1 and elapsed >= self.budget_s / 2
+        if first or second:
+            t_p, s_p = self.probe
+            rate = (trainer.step - s_p) / max(now - t_p, 1e-9)
+            self.refit(trainer, rate, elapsed, bar)
+
+    def refit(self, trainer: Trainer, rate: float, elapsed: float, bar) -> None:
+        cfg = trainer.cfg
+        fit = trainer.step + int(rate * (self.budget_s - elapsed) * TIME_MARGIN)
+        steps = max(trainer.step + 1, min(fit, self.max_steps))
+        cfg.extra.setdefault("requested_steps", self.max_steps)
+        cfg.extra["fitted_steps_per_s"] = round(rate, 3)
+        self.fits += 1
+        if steps != cfg.steps:
+            log.info("time limit %.1f min: %.2f steps/s, training %d steps (was %d)",
+                     self.budget_s / 60, rate, steps, cfg.steps)
+            cfg.steps = steps
+            if bar is not None:
+                bar.total = steps
+                bar.refresh()
+        (trainer.run_dir / CONFIG_FILE).write_text(cfg.to_json())
 
 
 def _is_main_thread() -> bool:

@@ -264,3 +264,59 @@ def test_self_ensemble_eval(rng) -> None:
         g.tail.bias.zero_()
     a, b = torch_upscaler(g)(lr).astype(int), torch_upscaler(g, self_ensemble=True)(lr)
     assert np.abs(a - b).max() <= 1  # float rounding of the same bicubic, not a different image
+
+
+def _fake_clock(monkeypatch, t: Trainer, seconds_per_step) -> None:
+    """Drive the trainer's clock by steps: step k takes ``seconds_per_step(k)`` seconds."""
+    import srgan_train.train as train_mod
+
+    now = [0.0]
+    monkeypatch.setattr(train_mod.time, "perf_counter", lambda: now[0])
+
+    def tick(tr: Trainer, row: dict) -> None:
+        now[0] += seconds_per_step(tr.step)
+
+    t.on_step = tick
+
+
+def test_time_limit_fits_the_step_count_and_schedule(tmp_path: Path, textures: Path,
+                                                     monkeypatch) -> None:
+    cfg = _cfg(textures, tmp_path / "t", steps=1000, time_limit=2.0, val_every=50, lr=1e-3,
+               val=str(textures))
+    prepare_run_dir(Path(cfg.out), resume=False, overwrite=False)
+    t = Trainer(cfg)
+    _fake_clock(monkeypatch, t, lambda step: 1.0)
+    res = t.fit()
+    # 1 step/s: timed over steps 10..110, then 10 s left at 92% -> 9 more steps.
+    assert not res.interrupted and res.step == 119
+    saved = json.loads((tmp_path / "t" / "config.json").read_text())
+    assert saved["steps"] == 119 and saved["extra"]["requested_steps"] == 1000
+    assert saved["extra"]["fitted_steps_per_s"] == pytest.approx(1.0)
+    lrs = [json.loads(ln) for ln in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in lrs if r["kind"] == "train"][-1]
+    assert last["step"] == 119 and last["lr"] < 0.02 * 1e-3  # the cosine ran to its end
+    assert [r["step"] for r in lrs if r["kind"] == "val"][-1] == 119  # validated at the end
+
+
+def test_time_limit_stops_a_run_that_slows_down(tmp_path: Path, textures: Path,
+                                                monkeypatch) -> None:
+    cfg = _cfg(textures, tmp_path / "t", steps=1000, time_limit=2.0)
+    prepare_run_dir(Path(cfg.out), resume=False, overwrite=False)
+    t = Trainer(cfg)
+    _fake_clock(monkeypatch, t, lambda step: 1.0 if step <= 111 else 5.0)
+    res = t.fit()
+    assert res.interrupted and res.step < 119 and res.seconds >= 120
+    assert (tmp_path / "t" / "checkpoints" / "last.pt").is_file()
+    assert (tmp_path / "t" / "generator.safetensors").is_file()
+
+
+def test_time_limit_never_exceeds_the_requested_steps(tmp_path: Path, textures: Path,
+                                                      monkeypatch) -> None:
+    cfg = _cfg(textures, tmp_path / "t", steps=150, time_limit=60.0)
+    prepare_run_dir(Path(cfg.out), resume=False, overwrite=False)
+    t = Trainer(cfg)
+    _fake_clock(monkeypatch, t, lambda step: 1.0)
+    res = t.fit()
+    assert res.step == 150 and not res.interrupted
+    with pytest.raises(UserError, match="time-limit"):
+        _cfg(textures, tmp_path / "x", time_limit=0).resolved()
