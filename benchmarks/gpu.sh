@@ -14,7 +14,8 @@
 #
 # DATA_DIR (default $SR_DATA_DIR or ../shared/data) holds the image sets; a `site/` folder in it,
 # if present, goes on PYTHONPATH (pure-Python packages the machine lacks, e.g. pypng).
-# TRAIN_MINUTES (default 6.5) is each run's --time-limit; DEVICE (default cuda) allows a dry run on
+# TRAIN_MINUTES (default 6.5) is each run's --time-limit; ONLY_X2=1 trains one `large` x2 model
+# instead (patch 96), with no tests or benchmarks; DEVICE (default cuda) allows a dry run on
 # a CPU machine with tiny settings: DEVICE=cpu TRAIN_MINUTES=0.3 PRESET_A=tiny PRESET_B=tiny ...
 set -uo pipefail
 out=$(realpath -m "${1:?usage: bash benchmarks/gpu.sh OUTDIR [DATA_DIR]}")
@@ -63,18 +64,26 @@ fit() {  # name, then srtrain fit options
   local name=$1; shift
   timeout -s INT $(python3 -c "print(int($minutes * 60 + 120))") \
     srtrain fit --data "$data/T91" --data "$data/BSD200" --data "$data/General100_partial50" \
-      --val "$data/Set5" --scale 4 --steps 400000 --time-limit "$minutes" \
+      --val "$data/Set5" --steps 400000 --time-limit "$minutes" \
       --batch-size "$batch" --patch-size "$patch" --lr-schedule cosine --ema-decay 0.999 \
       --amp bf16 --device "$device" --workers "$workers" --val-every 2000 \
       --save-every 1000000 --log-every 50 --no-progress --out "$runs/$name" "$@" \
       > "$work/logs/train-$name.log" 2>&1
   echo "exit $?" >> "$work/logs/train-$name.log"
 }
+if [ "${ONLY_X2:-}" = 1 ]; then  # a second, shorter call: one x2 run alone on the GPU
+  log "training x2: ${minutes} min, batch $batch, patch $patch, on $device"
+  fit large-x2 --scale 2 --preset "${PRESET_A:-large}" --lr 3e-4 --warmup-steps 500 \
+    --val-every 1000
+  log "large-x2: $(grep -E '^(done|interrupted)|time limit|Error|error' "$work/logs/train-large-x2.log" | tail -3 | tr '\n' ' ')"
+  cat "$runs/large-x2/val.csv" | tee -a "$out/harness.log"
+  pack; log "done"; exit 0
+fi
 log "training: ${minutes} min each, batch $batch, patch $patch, on $device"
-fit large-x4 --preset "${PRESET_A:-large}" --lr 3e-4 --warmup-steps 500 &
+fit large-x4 --scale 4 --preset "${PRESET_A:-large}" --lr 3e-4 --warmup-steps 500 &
 pid_a=$!
 if [ -n "${PRESET_B:-}" ]; then
-  fit medium-x4 --preset "$PRESET_B" --lr 2e-4 --warmup-steps 200 &
+  fit medium-x4 --scale 4 --preset "$PRESET_B" --lr 2e-4 --warmup-steps 200 &
 else
   fit medium-x4 --init default --lr 2e-4 --warmup-steps 200 &
 fi

@@ -354,7 +354,10 @@ def open_backend(engine: Path, backend: str = "auto", device: str = "auto",
                 "generator": "use the generator (.safetensors) file"}[want]
         raise UserError(f"{engine}: a {kind} file cannot run on {backend}: {hint}")
     if backend == "torch":
-        return TorchBackend(engine, device, precision, threads)
+        tb = TorchBackend(engine, device, precision, threads)
+        if scale is not None and scale != tb.scale:
+            raise UserError(f"{engine}: an x{tb.scale} generator, but --scale {scale} was asked")
+        return tb
     info = None
     if kind == "onnx":
         from srgan_export.metadata import read_onnx_info

@@ -53,7 +53,9 @@ def cli() -> None:
 @click.option("--max-pixels", type=int, default=200_000_000, show_default=True,
               help="Refuse larger inputs (decompression bombs).")
 @click.option("--scale", type=click.Choice(["2", "3", "4"]), default=None,
-              help="Scale of an ONNX file without this toolkit's metadata.")
+              help="Without --engine: use the bundled model of this scale. With an ONNX "
+                   "file lacking this toolkit's metadata: its scale. Otherwise checked "
+                   "against the engine's.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.pass_context
 def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str | None,
@@ -74,7 +76,7 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str 
     if len(files) > 1 and out.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") \
             and not out.is_dir():
         raise UserError(f"{out}: several inputs need an output folder, not a file name")
-    path = resolve_engine(engine) if engine else default_engine()
+    path = resolve_engine(engine) if engine else default_engine(int(scale) if scale else None)
     up = Upscaler(path, backend=backend, device=device, precision=precision, tile=tile,
                   overlap=overlap, batch=batch, threads=threads, alpha=alpha,
                   outscale=outscale, scale=int(scale) if scale else None)

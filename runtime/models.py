@@ -18,7 +18,10 @@ def resolve_engine(name_or_path: str | Path) -> Path:
     return resolve_generator(name_or_path)
 
 
-def default_engine() -> Path:
+def default_engine(scale: int | None = None) -> Path:
+    """The bundled default model (of ``scale``, when given)."""
+    if scale is not None:
+        return default_generator(scale)
     try:
         return default_generator()
     except UserError:

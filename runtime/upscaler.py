@@ -72,7 +72,7 @@ class Upscaler:
             if engine is None:
                 from .models import default_engine
 
-                engine = default_engine()
+                engine = default_engine(scale)
             self.backend = open_backend(Path(engine), backend, device, precision, threads,
                                         scale)
         if tile < 0 or batch < 1:

@@ -35,8 +35,19 @@ def resolve_generator(spec: str | Path) -> Path:
     raise UserError(f"{spec}: no such file, run folder or bundled model ({known})")
 
 
-def default_generator() -> Path:
+def default_generator(scale: int | None = None) -> Path:
+    """The bundled ``default`` model, or for ``scale`` the bundled model of that scale
+    (``default`` if it matches, then ``x<scale>``, then any other)."""
     models = bundled_models()
-    if "default" in models:
-        return models["default"]
-    raise UserError("no generator given and no bundled default model in this build")
+    if scale is None:
+        if "default" in models:
+            return models["default"]
+        raise UserError("no generator given and no bundled default model in this build")
+    from .checkpoint import read_generator_metadata
+
+    order = ["default", f"x{scale}", *sorted(models)]
+    for name in dict.fromkeys(n for n in order if n in models):
+        if int(read_generator_metadata(models[name])["scale"]) == scale:
+            return models[name]
+    raise UserError(f"no bundled x{scale} model in this build (bundled: "
+                    f"{', '.join(models) or 'none'}); pass --engine")

@@ -27,6 +27,11 @@ def test_resolve_by_file_folder_and_name(tmp_path: Path, generator_file: Path,
     shutil.copy(generator_file, tmp_path / "models" / "default.safetensors")
     assert models.resolve_generator("default") == tmp_path / "models" / "default.safetensors"
     assert models.default_generator().name == "default.safetensors"
+    assert models.default_generator(4).name == "default.safetensors"  # the tiny x4 file
+    with pytest.raises(UserError, match="no bundled x2 model"):
+        models.default_generator(2)
+    shutil.copy(generator_file, tmp_path / "models" / "other.safetensors")
+    assert models.default_generator(4).name == "default.safetensors"  # default first
     assert models.resolve_generator(generator_file) == generator_file
     run = tmp_path / "run"
     run.mkdir()
@@ -46,6 +51,13 @@ def test_bundled_default_is_small_self_describing_and_works(tmp_path: Path) -> N
     assert path.stat().st_size <= 10 * 2**20
     gf = load_generator(path)
     assert gf.scale == 4 and gf.step > 0
+    from srgan_train.archs import build_generator, count_parameters
+    from srgan_train.config import preset_config
+
+    # Issue 6: no more parameters than SRResNet (the srresnet preset is its exact layout).
+    srresnet = count_parameters(build_generator(preset_config("srresnet", 4)))
+    assert count_parameters(gf.model) <= srresnet
+    assert float(gf.metadata["val_psnr"]) >= 31.5  # Set5, recorded by srtrain fit
     img = np.random.default_rng(0).integers(0, 256, (21, 17, 3), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "p.png")
     r = subprocess.run([sys.executable, "-m", "srgan_runtime.cli", "upscale",
@@ -77,3 +89,35 @@ def test_bundled_gan_variant_is_a_gan_phase_x4_model_usable_by_name(tmp_path: Pa
     r = subprocess.run([sys.executable, "-m", "srgan_runtime.cli", "models"],
                        capture_output=True, text=True)
     assert r.returncode == 0 and "srgan: x4" in r.stdout and "gan phase" in r.stdout
+
+
+needs_x2 = pytest.mark.skipif("x2" not in models.bundled_models(),
+                              reason="no x2 model bundled in this build")
+
+
+def _srrun(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "srgan_runtime.cli", *args],
+                          capture_output=True, text=True)
+
+
+@needs_x2
+@needs_default
+def test_bundled_x2_is_picked_by_scale_and_mismatches_are_refused(tmp_path: Path) -> None:
+    gf = load_generator(models.bundled_models()["x2"])
+    assert gf.scale == 2 and models.bundled_models()["x2"].stat().st_size <= 10 * 2**20
+    img = np.random.default_rng(2).integers(0, 256, (15, 22, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "p.png")
+    r = _srrun("upscale", str(tmp_path / "p.png"), "-o", str(tmp_path / "two.png"),
+               "--scale", "2", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    with Image.open(tmp_path / "two.png") as im:
+        assert im.size == (44, 30)
+    r = _srrun("upscale", str(tmp_path / "p.png"), "-o", str(tmp_path / "bad.png"),
+               "--scale", "2", "--model", "default", "--no-progress")
+    assert r.returncode == 2 and "x4 generator, but --scale 2" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "bad.png").exists()
+    r = _srrun("upscale", str(tmp_path / "p.png"), "-o", str(tmp_path / "three.png"),
+               "--scale", "3", "--no-progress")
+    assert r.returncode == 2 and "no bundled x3 model" in r.stderr
+    r = _srrun("models")
+    assert r.returncode == 0 and "x2: x2" in r.stdout and "fast: x4" in r.stdout
