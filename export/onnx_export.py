@@ -46,12 +46,15 @@ class OnnxExportResult:
 
 
 def _deploy_module(model, fp16: bool):
-    """The module to trace: the generator itself, or for fp16 a wrapper whose body runs in
-    half precision while the bicubic skip and the final add stay float32 (fp32 IO)."""
+    """The module to trace: the generator with its tail moved before the last PixelShuffle
+    (the same function, faster kernels: ``subpixel_tail``), or for fp16 a wrapper whose body
+    runs in half precision while the bicubic skip and the final add stay float32 (fp32 IO)."""
     import torch
     from torch import nn
 
-    model = copy.deepcopy(model).float().eval()
+    from srgan_train.archs import subpixel_tail
+
+    model = subpixel_tail(copy.deepcopy(model).float()).eval()
     if not fp16:
         return model
 

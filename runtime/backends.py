@@ -105,7 +105,7 @@ class TorchBackend(Backend):
                  threads: int = 0, channels_last: bool = True) -> None:
         import torch
 
-        from srgan_train.archs import receptive_radius
+        from srgan_train.archs import receptive_radius, subpixel_tail
         from srgan_train.checkpoint import load_generator
 
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -119,7 +119,8 @@ class TorchBackend(Backend):
                          receptive_radius=receptive_radius(gf.config))
         self.generator = Path(generator)
         self.metadata = gf.metadata
-        self.model = gf.model.eval()
+        # The same function with the tail before the last PixelShuffle: wider, faster kernels.
+        self.model = subpixel_tail(gf.model).eval()
         self.channels_last = channels_last
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)

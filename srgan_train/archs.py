@@ -6,6 +6,7 @@ fold into the preceding convolution, and dropout is the identity.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -170,6 +171,60 @@ class Generator(nn.Module):
                 base = self.bicubic(x.float())
             return base + self.residual(x).float()
         return self.bicubic(x) + self.residual(x)
+
+
+def subpixel_tail(model: Generator) -> Generator:
+    """An equivalent copy for inference whose tail convolution runs before the last
+    PixelShuffle instead of after it.
+
+    The tail (k x k, C -> 3) on the full-resolution map has 3 output channels, which CPU and GPU
+    convolution kernels vectorise over and so run at a fraction of their speed (measured: the
+    tail took 38% of an OpenVINO f32 tile for 11% of the FLOPs). Written as a
+    ceil(k/2f)*2+1 square convolution from the C*f*f channels before the shuffle to 3*f*f
+    sub-pixel outputs, then the shuffle, it computes the same function (zero padding included)
+    with 1.2x the FLOPs in wider, faster kernels. The last PReLU moves before the shuffle with
+    its per-channel weights repeated. Other layouts are returned unchanged (as a copy).
+    """
+    g = copy.deepcopy(model)
+    *head, conv, shuffle, act = list(g.upsample)
+    tail = g.tail
+    if not (isinstance(conv, nn.Conv2d) and isinstance(shuffle, nn.PixelShuffle)
+            and isinstance(act, nn.PReLU) and isinstance(tail, nn.Conv2d)
+            and tail.stride == (1, 1) and tail.groups == 1
+            and tail.kernel_size[0] == tail.kernel_size[1]
+            and tail.padding == (tail.kernel_size[0] // 2,) * 2):
+        return g
+    f = shuffle.upscale_factor
+    ff = f * f
+    w = tail.weight.detach()
+    out_c, in_c, k, _ = w.shape
+    r = k // 2
+    pad = -(-r // f)
+    size = 2 * pad + 1
+    w_new = torch.zeros(out_c * ff, in_c * ff, size, size, dtype=w.dtype, device=w.device)
+    for a in range(f):  # output phase (row), b: output phase (column)
+        for b in range(f):
+            for s in range(f):  # input phase within the shuffled map
+                for t in range(f):
+                    for dy in range(-pad, pad + 1):
+                        u = f * dy + s - a
+                        for dx in range(-pad, pad + 1):
+                            v = f * dx + t - b
+                            if abs(u) <= r and abs(v) <= r:
+                                w_new[a * f + b::ff, s * f + t::ff, dy + pad, dx + pad] = \
+                                    w[:, :, u + r, v + r]
+    new_tail = nn.Conv2d(in_c * ff, out_c * ff, size, padding=pad, bias=tail.bias is not None)
+    new_act = nn.PReLU(act.num_parameters * ff if act.num_parameters > 1 else 1)
+    with torch.no_grad():
+        new_tail.weight.copy_(w_new)
+        if tail.bias is not None:
+            new_tail.bias.copy_(tail.bias.detach().repeat_interleave(ff))
+        new_act.weight.copy_(act.weight.detach().repeat_interleave(ff)
+                             if act.num_parameters > 1 else act.weight.detach())
+    dev, dt = w.device, w.dtype
+    g.upsample = nn.Sequential(*head, conv, new_act.to(dev, dt))
+    g.tail = nn.Sequential(new_tail.to(dev, dt), nn.PixelShuffle(f))
+    return g
 
 
 def receptive_radius(config: GeneratorConfig) -> int:

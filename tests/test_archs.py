@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from srgan_train.archs import (
     Discriminator,
@@ -116,3 +117,38 @@ def test_bicubic_module_equals_torch_interpolate(scale: int) -> None:
         x = torch.rand(*shape)
         ref = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
         assert torch.allclose(m(x), ref, atol=1e-6)
+
+
+@pytest.mark.parametrize(("preset", "scale"), [("tiny", 4), ("srresnet", 4), ("large", 2),
+                                               ("medium", 3), ("seed", 2)])
+def test_subpixel_tail_computes_the_same_function(preset: str, scale: int) -> None:
+    """The tail moved before the last PixelShuffle: same outputs (borders included), 3*f*f
+    sub-pixel outputs instead of 3 full-resolution ones."""
+    from srgan_train.archs import subpixel_tail
+
+    torch.manual_seed(3)
+    g = build_generator(preset_config(preset, scale)).eval()
+    with torch.no_grad():  # move away from the near-bicubic start, PReLU slopes of both signs
+        for p in g.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+        for m in g.modules():
+            if isinstance(m, nn.PReLU):
+                m.weight.uniform_(-0.5, 0.5)
+    h = subpixel_tail(g).eval()
+    f = 3 if scale == 3 else 2
+    assert isinstance(h.tail[1], nn.PixelShuffle) and h.tail[0].out_channels == 3 * f * f
+    x = torch.rand(2, 3, 13, 17, dtype=torch.float64)
+    with torch.no_grad():
+        a, b = g.double()(x), h.double()(x)
+    assert a.shape == b.shape
+    assert torch.allclose(a, b, rtol=0, atol=1e-12)
+    assert isinstance(g.tail, nn.Conv2d)  # the original is left as it was
+
+
+def test_subpixel_tail_leaves_other_layouts_alone() -> None:
+    from srgan_train.archs import subpixel_tail
+
+    g = build_generator(preset_config("tiny", 4)).eval()
+    g.tail = nn.Conv2d(16, 3, 5, padding=0)  # not "same" padding: no rewrite
+    h = subpixel_tail(g)
+    assert isinstance(h.tail, nn.Conv2d) and h is not g
