@@ -3,14 +3,19 @@
 # numpy, pillow, click, pytest and no network,
 #   1. install this tree without an index and record the machine;
 #   2. start two time-limited `srtrain fit` runs on the GPU (x4, T91 + BSD200 + General100,
-#      validated on Set5): `large` from scratch, and `medium` continued from the bundled default;
+#      validated on Set5): `large` from scratch, and `medium` continued from the bundled `fast`
+#      (on 2026-11-26 that run continued the then-default `medium`, which is now `fast`);
 #   3. meanwhile run the CUDA tests (pytest -m "cuda or trt");
 #   4. after training, with the GPU to itself, srbench (torch fp32/bf16/fp16 on CUDA) of the
-#      bundled default (medium) and the new large generator;
+#      bundled default and the new large generator;
 #   5. pack logs and run folders (generators, curves, configs; no optimizer state) into
 #      OUTDIR/results.tar, refreshed after every stage so that a cut-off run still returns some.
 #
 #   bash benchmarks/gpu.sh OUTDIR [DATA_DIR]
+#
+# Through the device tool, the data travels as an ignored folder named in `carry` (here
+# `.gpudata`: T91, BSD200, General100_partial50 HR as lossless WebP, 53 MB, to fit the 64 MiB
+# transfer limit; Set5 HR + LR_bicubic X2/X4; site/png.py), never committed.
 #
 # DATA_DIR (default $SR_DATA_DIR or ../shared/data) holds the image sets; a `site/` folder in it,
 # if present, goes on PYTHONPATH (pure-Python packages the machine lacks, e.g. pypng).
@@ -85,7 +90,7 @@ pid_a=$!
 if [ -n "${PRESET_B:-}" ]; then
   fit medium-x4 --scale 4 --preset "$PRESET_B" --lr 2e-4 --warmup-steps 200 &
 else
-  fit medium-x4 --init default --lr 2e-4 --warmup-steps 200 &
+  fit medium-x4 --init fast --lr 2e-4 --warmup-steps 200 &
 fi
 pid_b=$!
 
