@@ -41,6 +41,11 @@ def test_resolve_by_file_folder_and_name(tmp_path: Path, generator_file: Path,
     assert models.resolve_generator(run) == run / "generator.safetensors"
 
 
+def _srrun(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "srgan_runtime.cli", *args],
+                          capture_output=True, text=True)
+
+
 needs_default = pytest.mark.skipif("default" not in models.bundled_models(),
                                    reason="no default model bundled in this build")
 
@@ -60,9 +65,8 @@ def test_bundled_default_is_small_self_describing_and_works(tmp_path: Path) -> N
     assert float(gf.metadata["val_psnr"]) >= 31.5  # Set5, recorded by srtrain fit
     img = np.random.default_rng(0).integers(0, 256, (21, 17, 3), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "p.png")
-    r = subprocess.run([sys.executable, "-m", "srgan_runtime.cli", "upscale",
-                        str(tmp_path / "p.png"), "-o", str(tmp_path / "p_x4.png"),
-                        "--no-progress"], capture_output=True, text=True)
+    r = _srrun("upscale", str(tmp_path / "p.png"), "-o", str(tmp_path / "p_x4.png"),
+               "--no-progress")
     assert r.returncode == 0, r.stderr
     with Image.open(tmp_path / "p_x4.png") as im:
         assert im.size == (68, 84)
@@ -80,24 +84,18 @@ def test_bundled_gan_variant_is_a_gan_phase_x4_model_usable_by_name(tmp_path: Pa
     assert gf.scale == 4 and gf.metadata["phase"] == "gan"
     img = np.random.default_rng(1).integers(0, 256, (19, 23, 3), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "p.png")
-    r = subprocess.run([sys.executable, "-m", "srgan_runtime.cli", "upscale",
-                        str(tmp_path / "p.png"), "-o", str(tmp_path / "g.png"), "--model",
-                        "srgan", "--no-progress"], capture_output=True, text=True)
+    r = _srrun("upscale", str(tmp_path / "p.png"), "-o", str(tmp_path / "g.png"), "--model",
+               "srgan", "--no-progress")
     assert r.returncode == 0, r.stderr
     with Image.open(tmp_path / "g.png") as im:
         assert im.size == (92, 76)
-    r = subprocess.run([sys.executable, "-m", "srgan_runtime.cli", "models"],
-                       capture_output=True, text=True)
+    r = _srrun("models")
     assert r.returncode == 0 and "srgan: x4" in r.stdout and "gan phase" in r.stdout
 
 
 needs_x2 = pytest.mark.skipif("x2" not in models.bundled_models(),
                               reason="no x2 model bundled in this build")
 
-
-def _srrun(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "srgan_runtime.cli", *args],
-                          capture_output=True, text=True)
 
 
 @needs_x2
