@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from srgan_train import __version__
-from srgan_train.errors import UserError
+from srgan_train.errors import UserError, first_line
 
 from .metadata import ModelInfo, read_onnx_info
 from .parity import Gate, ParityReport, run_parity, torch_reference, verification_inputs
@@ -112,7 +112,7 @@ def _trace(module, example, opset: int, static: bool, path: Path) -> None:
             prog.save(str(path))
     except Exception as exc:
         log.debug("exporter output:\n%s", buf.getvalue())
-        raise UserError(f"ONNX export failed: {str(exc).strip().splitlines()[0]}") from exc
+        raise UserError(f"ONNX export failed: {first_line(exc)}") from exc
     finally:
         for lg, lv in zip(quiet, levels, strict=True):
             lg.setLevel(lv)
@@ -153,7 +153,7 @@ def _finalise(path: Path, info: ModelInfo) -> dict[str, int]:
         model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
-        raise UserError(f"exported ONNX failed the checker: {str(exc).splitlines()[0]}") from exc
+        raise UserError(f"exported ONNX failed the checker: {first_line(exc)}") from exc
     onnx.save(model, str(path))
     ops: dict[str, int] = {}
     for node in model.graph.node:
@@ -176,7 +176,7 @@ def ort_session(path: Path, threads: int = 0):
     try:
         return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise UserError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") \
+        raise UserError(f"{path}: ONNX Runtime cannot load it ({first_line(exc)})") \
             from None
 
 
@@ -201,18 +201,9 @@ def verify_onnx(
 
 def check_output_path(out: Path, overwrite: bool) -> None:
     """Refuse an existing output without ``overwrite`` and an unwritable folder, up front."""
-    import os
+    from srgan_train.images import check_output_file
 
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out}: exists (use --overwrite to replace it)")
-    if out.is_dir():
-        raise UserError(f"{out}: is a folder")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise UserError(f"{parent}: output folder does not exist")
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"{parent}: output folder is not writable")
+    check_output_file(out, "model file", overwrite)
 
 
 def export_onnx(generator_path: Path, out: Path, options: OnnxExportOptions | None = None,

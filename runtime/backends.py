@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from srgan_train.errors import UserError
+from srgan_train.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class OrtBackend(Backend):
             self.session = ort.InferenceSession(str(model), so, providers=providers)
         except Exception as exc:
             raise UserError(f"{model}: ONNX Runtime cannot load it "
-                            f"({str(exc).splitlines()[0]})") from None
+                            f"({first_line(exc)})") from None
         self.model_path = Path(model)
         self.input_name = self.session.get_inputs()[0].name
 
@@ -247,7 +247,7 @@ class OpenVinoBackend(Backend):
             self.compiled = core.compile_model(core.read_model(str(model)), "CPU", config)
         except Exception as exc:
             raise UserError(f"{model}: OpenVINO cannot compile it "
-                            f"({str(exc).strip().splitlines()[0]})") from None
+                            f"({first_line(exc)})") from None
         self.request = self.compiled.create_infer_request()
         self.model_path = Path(model)
         self.threads = threads

@@ -2,49 +2,97 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import click
 
 from . import __version__
-from .errors import UserError
+from .errors import UserError, first_line
+
+
+@contextlib.contextmanager
+def one_line_errors(ctx: click.Context, prog: str) -> Iterator[None]:
+    """Turn :class:`UserError` and file-system errors into one line and exit code 2, Ctrl-C
+    into exit code 130, running out of memory and other failures into one line and exit code
+    1; with ``--debug`` (``ctx.obj["debug"]``) they are raised with their traceback."""
+    def debug() -> bool:  # read late: the group's own callback sets it
+        return bool(ctx.obj and ctx.obj.get("debug"))
+
+    try:
+        yield
+    except (click.exceptions.Exit, click.ClickException, click.Abort):
+        raise
+    except UserError as exc:
+        if debug():
+            raise
+        click.echo(f"{prog}: error: {exc}", err=True)
+        ctx.exit(2)
+    except OSError as exc:  # file-system trouble (permissions, full disk, missing folder)
+        if debug():
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"{prog}: error: {where}{exc.strerror or first_line(exc)}", err=True)
+        ctx.exit(2)
+    except KeyboardInterrupt:
+        click.echo(f"{prog}: interrupted", err=True)
+        ctx.exit(130)
+    except MemoryError:
+        if debug():
+            raise
+        click.echo(f"{prog}: error: out of memory (use smaller inputs, a smaller --tile or "
+                   "--batch, or a machine with more memory)", err=True)
+        ctx.exit(1)
+    except Exception as exc:
+        if debug():
+            raise
+        click.echo(f"{prog}: internal error: {type(exc).__name__}: {first_line(exc)} "
+                   "(rerun with --debug for the traceback)", err=True)
+        ctx.exit(1)
 
 
 class ErrorHandlingGroup(click.Group):
-    """A click group that turns :class:`UserError` and file-system errors into one line and
-    exit code 2, other failures into one line and exit code 1; ``--debug`` re-raises."""
+    """A click group whose commands report failures as :func:`one_line_errors` does."""
 
     def invoke(self, ctx: click.Context):
-        try:
+        with one_line_errors(ctx, ctx.info_name or self.name or "error"):
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
-        except UserError as exc:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            click.echo(f"{ctx.info_name}: error: {exc}", err=True)
-            ctx.exit(2)
-        except OSError as exc:  # file-system trouble (permissions, full disk, missing folder)
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            where = f"{exc.filename}: " if exc.filename else ""
-            click.echo(f"{ctx.info_name}: error: {where}{exc.strerror or exc}", err=True)
-            ctx.exit(2)
-        except KeyboardInterrupt:
-            click.echo(f"{ctx.info_name}: interrupted", err=True)
-            ctx.exit(130)
-        except Exception as exc:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            click.echo(
-                f"{ctx.info_name}: internal error: {type(exc).__name__}: {first} "
-                "(rerun with --debug for the traceback)",
-                err=True,
-            )
-            ctx.exit(1)
+
+
+class FiniteFloat(click.ParamType):
+    """A float option that refuses NaN and infinities (which ``float()`` accepts) and values
+    outside ``[lo, hi]`` (open at ``lo`` when ``lo_open``), as a usage error before any work."""
+
+    name = "float"
+
+    def __init__(self, lo: float | None = None, hi: float | None = None,
+                 lo_open: bool = False, hi_open: bool = False) -> None:
+        self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            x = value
+        else:
+            try:
+                x = float(value)
+            except (TypeError, ValueError):
+                self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(x):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        lo_bad = self.lo is not None and (x <= self.lo if self.lo_open else x < self.lo)
+        hi_bad = self.hi is not None and (x >= self.hi if self.hi_open else x > self.hi)
+        if lo_bad or hi_bad:
+            self.fail(f"{x:g} is not in {self._range()}", param, ctx)
+        return x
+
+    def _range(self) -> str:
+        left = "-inf" if self.lo is None else f"{self.lo:g}"
+        right = "inf" if self.hi is None else f"{self.hi:g}"
+        return (f"{'(' if self.lo_open or self.lo is None else '['}{left}, {right}"
+                f"{')' if self.hi_open or self.hi is None else ']'}")
 
 
 def setup_logging(verbose: bool, *names: str) -> None:

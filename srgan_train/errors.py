@@ -14,3 +14,17 @@ class ImageError(UserError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class SkippedImage(ImageError):
+    """An input that is deliberately not processed (e.g. an animated image): counted as
+    skipped with its reason, not as a failure."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type name when it has none
+    (``MemoryError()`` has an empty message)."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__
