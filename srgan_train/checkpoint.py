@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from torch import nn
 from . import __version__
 from .archs import Generator, build_generator
 from .config import GeneratorConfig
-from .errors import UserError
+from .errors import UserError, first_line
 from .images import atomic_write
 
 FORMAT = "srgan-toolkit/generator"
@@ -100,29 +102,158 @@ def read_generator_metadata(path: Path) -> dict[str, str]:
         raise UserError(
             f"{path}: generator format version {meta.get('format_version')} is not supported"
         )
+    _check_metadata(path, meta)
     return meta
 
 
+def _check_metadata(path: Path, meta: dict[str, str]) -> None:
+    """The fields that tools read and print: present and of the right kind."""
+    from .config import SUPPORTED_SCALES
+
+    def number(key: str, kind: type, required: bool = False) -> None:
+        if key not in meta:
+            if required:
+                raise UserError(f"{path}: generator metadata has no {key!r}")
+            return
+        try:
+            value = kind(meta[key])
+        except (TypeError, ValueError):
+            raise UserError(f"{path}: generator metadata {key}={meta[key]!r} is not a "
+                            f"{kind.__name__}") from None
+        if (kind is float and not math.isfinite(value)) or value < 0:
+            raise UserError(f"{path}: generator metadata {key}={meta[key]!r} is out of range")
+
+    number("scale", int, required=True)
+    if int(meta["scale"]) not in SUPPORTED_SCALES:
+        raise UserError(f"{path}: generator metadata scale={meta['scale']} is not one of "
+                        f"{', '.join(map(str, SUPPORTED_SCALES))}")
+    number("step", int)
+    number("val_psnr", float)
+    if "config" not in meta:
+        raise UserError(f"{path}: generator metadata has no 'config'")
+
+
+def generator_config(path: Path, meta: dict[str, str]) -> GeneratorConfig:
+    """The stored generator config, validated (types, ranges, scale as in the metadata)."""
+    try:
+        cfg = GeneratorConfig.from_json(meta["config"])
+    except UserError as exc:
+        raise UserError(f"{path}: generator metadata has no valid config ({exc})") from None
+    except (KeyError, ValueError, TypeError) as exc:
+        raise UserError(f"{path}: generator metadata has no valid config "
+                        f"({first_line(exc)})") from None
+    if cfg.scale != int(meta["scale"]):
+        raise UserError(f"{path}: metadata says x{meta['scale']} but its config is "
+                        f"x{cfg.scale}")
+    return cfg
+
+
+def expected_tensors(cfg: GeneratorConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor a generator of ``cfg`` stores, found without allocating
+    any weights (the network is built on torch's ``meta`` device)."""
+    with torch.device("meta"):
+        model = build_generator(cfg)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _describe_mismatch(expected: dict[str, tuple[int, ...]],
+                       found: dict[str, tuple[int, ...]]) -> str:
+    def names(keys: list[str]) -> str:
+        return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
+
+    parts = []
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    shapes = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    if missing:
+        parts.append(f"missing {len(missing)} tensor(s): {names(missing)}")
+    if extra:
+        parts.append(f"{len(extra)} unexpected tensor(s): {names(extra)}")
+    for k in shapes[:3]:
+        parts.append(f"{k} is {list(found[k])} in the file, {list(expected[k])} for the config")
+    if len(shapes) > 3:
+        parts.append(f"{len(shapes) - 3} more shape mismatch(es)")
+    return "; ".join(parts)
+
+
+_FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
+_INT_DTYPES = frozenset({"I64", "I32"})
+
+
+def check_generator_tensors(path: Path, cfg: GeneratorConfig) -> None:
+    """Compare the tensors listed in the file's header (names, shapes, dtypes) with what
+    ``cfg`` builds, before any weights are read or a network allocated: a small file whose
+    config claims a huge network is refused here instead of exhausting memory."""
+    try:
+        header = read_safetensors_header(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: corrupt generator file ({first_line(exc)})") from None
+    found = {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    expected = expected_tensors(cfg)
+    if found != expected:
+        raise UserError(f"{path}: weights do not match the stored config "
+                        f"({_describe_mismatch(expected, found)})")
+    for name, spec in header.items():
+        # Weights are floating point; BatchNorm's step counter is an integer.
+        kinds = _INT_DTYPES if name.endswith("num_batches_tracked") else _FLOAT_DTYPES
+        if name != "__metadata__" and spec.get("dtype") not in kinds:
+            raise UserError(f"{path}: tensor {name} has dtype {spec.get('dtype')}")
+
+
+def read_safetensors_header(path: Path) -> dict[str, dict]:
+    """The JSON header of a safetensors file (tensor names, dtypes, shapes, offsets; and
+    ``__metadata__``), read without touching the tensor data. Raises ValueError when the file
+    is not a well-formed safetensors file (bounds checked against the file size)."""
+    size = Path(path).stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ValueError("shorter than a safetensors header")
+        n = int.from_bytes(head, "little")
+        if n <= 1 or n > min(size - 8, 100 << 20):  # safetensors' own 100 MB header limit
+            raise ValueError(f"header length {n} does not fit the file")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"header is not JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    data = size - 8 - n
+    for name, spec in header.items():
+        if name == "__metadata__":
+            continue
+        ok = (isinstance(spec, dict) and isinstance(spec.get("shape"), list)
+              and all(isinstance(d, int) and d >= 0 for d in spec["shape"])
+              and isinstance(spec.get("data_offsets"), list) and len(spec["data_offsets"]) == 2
+              and all(isinstance(o, int) for o in spec["data_offsets"])
+              and 0 <= spec["data_offsets"][0] <= spec["data_offsets"][1] <= data)
+        if not ok:
+            raise ValueError(f"tensor {name!r} has a malformed entry")
+    return header
+
+
 def load_generator(path: Path, device: str | torch.device = "cpu") -> GeneratorFile:
-    """Load a generator file into an eval-mode model; raises UserError on any mismatch."""
+    """Load a generator file into an eval-mode model; raises UserError on any mismatch.
+
+    Nothing is allocated before the stored config has been checked against the tensors the
+    file really holds (names and shapes), so the memory used is bounded by the file's size.
+    """
     from safetensors.torch import load_file
 
     path = Path(path)
     meta = read_generator_metadata(path)
-    try:
-        cfg = GeneratorConfig.from_json(meta["config"])
-    except (KeyError, ValueError, TypeError) as exc:
-        raise UserError(f"{path}: generator metadata has no valid config ({exc})") from None
+    cfg = generator_config(path, meta)
+    check_generator_tensors(path, cfg)
     try:
         state = load_file(str(path), device="cpu")
     except Exception as exc:
-        raise UserError(f"{path}: corrupt generator weights ({exc})") from None
+        raise UserError(f"{path}: corrupt generator weights ({first_line(exc)})") from None
     model = build_generator(cfg)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise UserError(f"{path}: weights do not match the stored config ({first})") from None
+        raise UserError(f"{path}: weights do not match the stored config "
+                        f"({first_line(exc)})") from None
     model.eval().to(device)
     return GeneratorFile(model=model, config=cfg, metadata=meta, path=path)
 
@@ -145,11 +276,29 @@ def load_training_state(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such training checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: corrupt or foreign training checkpoint ({first})") from None
+    state = safe_torch_load(path, "training checkpoint")
     if not isinstance(state, dict) or state.get("format") != "srgan-toolkit/train-state":
         raise UserError(f"{path}: not a training checkpoint of this toolkit")
     return state
+
+
+def safe_torch_load(path: Path, what: str) -> Any:
+    """``torch.load(weights_only=True)`` with one-line errors. A file that needs full unpickling
+    is refused, and PyTorch's advice to retry with ``weights_only=False`` (which would run the
+    file's code) is never repeated."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(f"{path}: refused: the {what} holds Python objects beyond tensors and "
+                        "plain data, which this toolkit never unpickles (it may be malicious)"
+                        ) from None
+    except Exception as exc:
+        raise UserError(f"{path}: corrupt or foreign {what} ({_safe_reason(exc)})") from None
+
+
+def _safe_reason(exc: BaseException) -> str:
+    """The first line of a loading error, minus any advice to disable ``weights_only``."""
+    line = first_line(exc)
+    if "weights_only" in line:
+        return "not a plain tensor checkpoint"
+    return line

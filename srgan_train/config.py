@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from .errors import UserError
 
 SUPPORTED_SCALES = (2, 3, 4)
+# Far above any preset (srresnet: 64 channels, 16 blocks, 9x9 kernels); they bound what a
+# config in an untrusted file can make the loader build.
+MAX_CHANNELS, MAX_BLOCKS, MAX_KERNEL = 1024, 256, 15
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,13 @@ class GeneratorConfig:
     out_channels: int = 3
 
     def validate(self) -> GeneratorConfig:
+        """Check types and ranges, so that a config read from an untrusted file cannot ask
+        for an absurd network (it is built before its weights are loaded)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            want = {"int": int, "float": (int, float), "str": str, "bool": bool}[f.type]
+            if not isinstance(value, want) or (f.type != "bool" and isinstance(value, bool)):
+                raise UserError(f"generator setting {f.name}={value!r} has the wrong type")
         if self.scale not in SUPPORTED_SCALES:
             raise UserError(f"scale {self.scale} is not supported (choose one of 2, 3, 4)")
         if self.block not in ("residual", "bottleneck"):
@@ -37,6 +47,13 @@ class GeneratorConfig:
             raise UserError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.head_kernel % 2 == 0 or self.tail_kernel % 2 == 0:
             raise UserError("head and tail kernels must be odd")
+        limits = {"channels": MAX_CHANNELS, "bottleneck_channels": MAX_CHANNELS,
+                  "blocks": MAX_BLOCKS, "head_kernel": MAX_KERNEL, "tail_kernel": MAX_KERNEL,
+                  "in_channels": 4, "out_channels": 4}
+        for name, top in limits.items():
+            value = getattr(self, name)
+            if not 1 <= value <= top and not (name == "blocks" and value == 0):
+                raise UserError(f"generator setting {name}={value} is outside 1..{top}")
         return self
 
     def to_json(self) -> str:

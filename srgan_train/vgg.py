@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 # torchvision's configuration "E": numbers are conv widths, "M" is max-pooling.
 _VGG19 = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
@@ -55,7 +55,9 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    from .checkpoint import safe_torch_load
+
+    obj = safe_torch_load(path, "VGG19 weights file")
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
@@ -75,7 +77,7 @@ class VGGFeatures(nn.Module):
         except UserError:
             raise
         except Exception as exc:
-            raise UserError(f"{path}: cannot read VGG19 weights ({exc})") from None
+            raise UserError(f"{path}: cannot read VGG19 weights ({first_line(exc)})") from None
         feats = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
         wanted = self.features.state_dict().keys()
         missing = [k for k in wanted if k not in feats]
@@ -86,7 +88,8 @@ class VGGFeatures(nn.Module):
         try:
             self.features.load_state_dict({k: feats[k] for k in wanted})
         except RuntimeError as exc:
-            raise UserError(f"{path}: VGG19 weights of the wrong shape ({exc})") from None
+            raise UserError(f"{path}: VGG19 weights of the wrong shape ({first_line(exc)})"
+                            ) from None
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
         self.requires_grad_(False)

@@ -80,7 +80,7 @@ def test_training_state_never_unpickles_objects(tmp_path: Path) -> None:
     assert load_training_state(ok)["step"] == 3
     evil = tmp_path / "evil.pt"
     torch.save({"format": "srgan-toolkit/train-state", "x": _Evil()}, evil)
-    with pytest.raises(UserError, match="corrupt or foreign"):
+    with pytest.raises(UserError, match="never unpickles"):
         load_training_state(evil)
     raw = tmp_path / "raw.pt"
     raw.write_bytes(pickle.dumps({"a": 1}))
