@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from .clitools import toolkit_group
-from .errors import UserError
+from .clitools import FiniteFloat, toolkit_group
+from .errors import UserError, first_line
 
 log = logging.getLogger("srgan_train")
 
@@ -25,9 +25,9 @@ def cli() -> None:
 # --- fit ----------------------------------------------------------------------------------------
 
 @cli.command()
-@click.option("--data", multiple=True, required=True, type=click.Path(path_type=Path),
+@click.option("--data", multiple=True, type=click.Path(path_type=Path),
               help="Training folder (HR images, HR/ + LR_bicubic/X<s>/, or high_res/ + low_res/). "
-                   "Repeat for several.")
+                   "Repeat for several. Not needed with --resume (the run's own is used).")
 @click.option("--val", type=click.Path(path_type=Path), help="Validation folder (e.g. Set5).")
 @click.option("--scale", type=click.Choice(["2", "3", "4"]), default=None,
               help="Upscaling factor [default: 4, or the --init generator's].")
@@ -38,23 +38,24 @@ def cli() -> None:
 @click.option("--steps", type=int, default=1000, show_default=True, help="Total training steps.")
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--patch-size", type=int, default=96, show_default=True, help="HR patch size.")
-@click.option("--lr", type=float, default=2e-4, show_default=True, help="Generator learning rate.")
+@click.option("--lr", type=FiniteFloat(0, lo_open=True), default=2e-4, show_default=True,
+              help="Generator learning rate.")
 @click.option("--lr-schedule", type=click.Choice(["cosine", "step", "constant"]),
               default="cosine", show_default=True)
 @click.option("--warmup-steps", type=int, default=0, show_default=True)
 @click.option("--pixel-loss", type=click.Choice(["l1", "mse"]), default="l1", show_default=True)
-@click.option("--pixel-weight", type=float, default=None,
+@click.option("--pixel-weight", type=FiniteFloat(0), default=None,
               help="[default: 1.0; 0.01 in the GAN phase with --vgg-weights]")
-@click.option("--gan-weight", type=float, default=5e-3, show_default=True)
-@click.option("--perceptual-weight", type=float, default=1.0, show_default=True)
+@click.option("--gan-weight", type=FiniteFloat(0), default=5e-3, show_default=True)
+@click.option("--perceptual-weight", type=FiniteFloat(0), default=1.0, show_default=True)
 @click.option("--vgg-weights", type=click.Path(path_type=Path), default=None,
               help="torchvision VGG19 weights file (.pth or .safetensors) for the perceptual "
                    "loss; never downloaded.")
 @click.option("--vgg-layer", default="conv5_4", show_default=True)
-@click.option("--d-lr", type=float, default=1e-4, show_default=True,
+@click.option("--d-lr", type=FiniteFloat(0, lo_open=True), default=1e-4, show_default=True,
               help="Discriminator learning rate.")
-@click.option("--ema-decay", type=float, default=0.999, show_default=True)
-@click.option("--grad-clip", type=float, default=1.0, show_default=True,
+@click.option("--ema-decay", type=FiniteFloat(0, 1, hi_open=True), default=0.999, show_default=True)
+@click.option("--grad-clip", type=FiniteFloat(0), default=1.0, show_default=True,
               help="Max gradient norm (0 = off).")
 @click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto",
               show_default=True,
@@ -70,14 +71,19 @@ def cli() -> None:
 @click.option("--lr-from-hr", is_flag=True,
               help="Make LR from HR even when an LR folder exists.")
 @click.option("--val-every", type=int, default=500, show_default=True)
-@click.option("--save-every", type=int, default=500, show_default=True)
+@click.option("--save-every", type=int, default=500, show_default=True,
+              help="Checkpoint every N steps.")
+@click.option("--save-minutes", type=FiniteFloat(0), default=5.0, show_default=True,
+              help="Also checkpoint when this many minutes have passed since the last one "
+                   "(0 = only every --save-every steps).")
 @click.option("--log-every", type=int, default=10, show_default=True)
 @click.option("--init", type=click.Path(path_type=Path), default=None,
               help="Start from this generator file (e.g. the pretrain result for --phase gan).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--threads", type=int, default=0, show_default=True,
               help="CPU threads for torch (0 = torch's default).")
-@click.option("--time-limit", type=float, default=None, metavar="MINUTES",
+@click.option("--time-limit", type=FiniteFloat(0, lo_open=True), default=None,
+              metavar="MINUTES",
               help="Train for about this long: the step count (and the LR schedule with it) is "
                    "fitted to the measured speed, at most --steps.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
@@ -86,26 +92,19 @@ def cli() -> None:
 @click.pass_context
 def fit(ctx: click.Context, out: Path, resume: bool, overwrite: bool, **opts) -> None:
     """Train a generator (phase pretrain: pixel loss; phase gan: + adversarial/perceptual)."""
-    from .train import CONFIG_FILE, RESUMABLE_OVERRIDES, TrainConfig, Trainer, prepare_run_dir
+    from .train import TrainConfig, Trainer, discard_failed_run, prepare_run_dir
 
     if resume and overwrite:
         raise UserError("--resume and --overwrite exclude each other")
     cmdline = click.core.ParameterSource.COMMANDLINE
     given = {k for k in opts if ctx.get_parameter_source(k) == cmdline}
     values = _fit_values(opts)
+    created = False
     if resume:
-        prepare_run_dir(out, resume=True, overwrite=False)
-        cfg = TrainConfig.from_json((out / CONFIG_FILE).read_text())
-        for key in sorted(given - RESUMABLE_OVERRIDES):
-            if values[key] != getattr(cfg, key):
-                raise UserError(
-                    f"--{key.replace('_', '-')} {values[key]} differs from the run's "
-                    f"{getattr(cfg, key)}; drop it to resume, or start a new run"
-                )
-        for key in given & RESUMABLE_OVERRIDES:
-            setattr(cfg, key, values[key])
-        cfg.out = str(out)
+        cfg = _resume_config(out, values, given)
     else:
+        if not values["data"]:
+            raise UserError("--data is required (a folder of training images), unless --resume")
         values = _fill_from_init(values)
         cfg = TrainConfig(out=str(out), **values)
         cfg.resolved()
@@ -114,12 +113,17 @@ def fit(ctx: click.Context, out: Path, resume: bool, overwrite: bool, **opts) ->
         for d in cfg.data:
             if not Path(d).is_dir():
                 raise UserError(f"{d}: data folder does not exist")
-        prepare_run_dir(out, resume=False, overwrite=overwrite)
+        created = prepare_run_dir(out, resume=False, overwrite=overwrite)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    with logging_redirect_tqdm(loggers=[log]):
-        trainer = Trainer(cfg, resume=resume)
-        result = trainer.fit()
+    try:
+        with logging_redirect_tqdm(loggers=[log]):
+            trainer = Trainer(cfg, resume=resume)
+            result = trainer.fit()
+    except BaseException:
+        if created:
+            discard_failed_run(out)
+        raise
     best = (f"; best val PSNR {result.best_psnr:.3f} dB at step {result.best_step}"
             if result.best_psnr is not None else "")
     click.echo(
@@ -128,8 +132,38 @@ def fit(ctx: click.Context, out: Path, resume: bool, overwrite: bool, **opts) ->
         f"generator: {result.generator}"
     )
     if result.interrupted:
-        click.echo(f"checkpoint saved; continue with: srtrain fit --out {out} --resume", err=True)
+        click.echo(f"checkpoint saved; continue with: {resume_hint(out)}", err=True)
         ctx.exit(130)
+
+
+def resume_hint(out: Path) -> str:
+    """The command that continues the run in ``out`` (quoted for a POSIX shell)."""
+    import shlex
+
+    return f"srtrain fit --out {shlex.quote(str(out))} --resume"
+
+
+def _resume_config(out: Path, values: dict, given: set[str]):
+    """The run's stored config, with the options that may change on resume applied; any other
+    option given must equal the stored one (``--data`` may be left out: the run knows it)."""
+    from .train import CONFIG_FILE, RESUMABLE_OVERRIDES, TrainConfig, prepare_run_dir
+
+    prepare_run_dir(out, resume=True, overwrite=False)
+    try:
+        cfg = TrainConfig.from_json((out / CONFIG_FILE).read_text())
+    except (OSError, ValueError, TypeError) as exc:
+        raise UserError(f"{out / CONFIG_FILE}: unreadable run config ({first_line(exc)})"
+                        ) from None
+    for key in sorted(given - RESUMABLE_OVERRIDES):
+        if values[key] != getattr(cfg, key):
+            raise UserError(
+                f"--{key.replace('_', '-')} {values[key]} differs from the run's "
+                f"{getattr(cfg, key)}; drop it to resume, or start a new run"
+            )
+    for key in given & RESUMABLE_OVERRIDES:
+        setattr(cfg, key, values[key])
+    cfg.out = str(out)
+    return cfg.resolved()
 
 
 def _fit_values(opts: dict) -> dict:
@@ -240,15 +274,14 @@ def compare(hr_image: Path, lr_image: Path | None, models: tuple[str, ...], box:
     from .checkpoint import load_generator
     from .compare import Box, Panel, comparison_strip, score_label
     from .evaluate import torch_upscaler
-    from .images import downscale, load_rgb, save_png, upscale_bicubic
+    from .images import check_output_file, downscale, load_rgb, save_png, upscale_bicubic
     from .metrics import modcrop
     from .train import pick_device
 
     crop = Box.parse(box)
     if zoom < 1:
         raise UserError("--zoom must be >= 1")
-    if out.exists() and not overwrite:
-        raise UserError(f"{out}: exists (use --overwrite to replace it)")
+    check_output_file(out, "image", overwrite)
     dev = pick_device(device)
     gens = [(name, load_generator(_resolve_generator_path(Path(name)), device=dev))
             for name in models]

@@ -40,7 +40,8 @@ def load_eval_set(root: Path, scale: int) -> tuple[list[EvalPair], list[str]]:
             continue
         pairs.append(EvalPair(p.name, lr, hr))
     if not pairs:
-        raise UserError(f"{root}: no readable evaluation images")
+        shown = "; ".join(errors[:3]) + (f"; and {len(errors) - 3} more" if len(errors) > 3 else "")
+        raise UserError(f"{root}: no usable evaluation images ({len(errors)} refused: {shown})")
     return pairs, errors
 
 
@@ -126,6 +127,9 @@ def torch_upscaler(model, device="cpu", max_lr_pixels: int = 1 << 20,
                         for k in range(8)) / 8
             else:
                 y = model(x).float()
+            if not bool(torch.isfinite(y).all()):
+                # Rounding NaN to a pixel value would score a broken model as a real one.
+                raise UserError("the model's output holds NaN/Inf (broken or diverged weights)")
             y = y[0].clamp_(0, 1).cpu().numpy().transpose(1, 2, 0)
         return to_uint8(y)
 

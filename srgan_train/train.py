@@ -24,7 +24,7 @@ from .checkpoint import load_generator, load_training_state, save_generator, sav
 from .config import GeneratorConfig, preset_config
 from .data import PatchDataset, find_pairs, make_loader
 from .ema import EMA
-from .errors import UserError
+from .errors import UserError, first_line
 from .evaluate import EvalPair, evaluate, load_eval_set, torch_upscaler
 from .losses import PerceptualLoss, adversarial_loss, pixel_loss
 
@@ -38,7 +38,7 @@ METRICS_FILE = "metrics.jsonl"
 # Options that may differ on --resume without changing the run's results.
 RESUMABLE_OVERRIDES = frozenset(
     {"steps", "workers", "val_every", "save_every", "log_every", "progress", "threads",
-     "time_limit"}
+     "time_limit", "save_minutes"}
 )
 # Steps timed (after the first few) before a --time-limit run fits its step count.
 PROBE_SKIP, PROBE_STEPS = 10, 100
@@ -84,6 +84,7 @@ class TrainConfig:
     val_every: int = 500
     save_every: int = 500
     log_every: int = 10
+    save_minutes: float = 5.0  # also checkpoint when this long has passed (0 = steps only)
     init: str | None = None
     progress: bool = True
     threads: int = 0
@@ -101,8 +102,24 @@ class TrainConfig:
         for name in ("steps", "batch_size", "patch_size", "val_every", "save_every", "log_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1")
-        if self.time_limit is not None and self.time_limit <= 0:
-            raise UserError("--time-limit must be > 0 minutes")
+        for name in ("warmup_steps", "workers", "threads"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 0")
+        # float() accepts nan and inf, and NaN fails every comparison: check finiteness first.
+        _check_float("lr", self.lr, lo=0.0, lo_open=True)
+        _check_float("d-lr", self.d_lr, lo=0.0, lo_open=True)
+        _check_float("ema-decay", self.ema_decay, lo=0.0, hi=1.0, hi_open=True)
+        _check_float("grad-clip", self.grad_clip, lo=0.0)
+        _check_float("gan-weight", self.gan_weight, lo=0.0)
+        _check_float("perceptual-weight", self.perceptual_weight, lo=0.0)
+        _check_float("min-lr-ratio", self.min_lr_ratio, lo=0.0, hi=1.0)
+        _check_float("beta1", self.beta1, lo=0.0, hi=1.0, hi_open=True)
+        _check_float("beta2", self.beta2, lo=0.0, hi=1.0, hi_open=True)
+        _check_float("save-minutes", self.save_minutes, lo=0.0)
+        if self.pixel_weight is not None:
+            _check_float("pixel-weight", self.pixel_weight, lo=0.0)
+        if self.time_limit is not None:
+            _check_float("time-limit", self.time_limit, lo=0.0, lo_open=True)
         if self.pixel_weight is None:
             with_vgg = self.phase == "gan" and self.vgg_weights
             self.pixel_weight = 1e-2 if with_vgg else 1.0
@@ -118,6 +135,24 @@ class TrainConfig:
         data = json.loads(text)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _check_float(name: str, value: float, lo: float | None = None, hi: float | None = None,
+                 lo_open: bool = False, hi_open: bool = False) -> None:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"--{name} {value!r} is not a number") from None
+    bad = not math.isfinite(x)
+    if lo is not None:
+        bad = bad or (x <= lo if lo_open else x < lo)
+    if hi is not None:
+        bad = bad or (x >= hi if hi_open else x > hi)
+    if bad:
+        left = ("(" if lo_open else "[") + ("-inf" if lo is None else f"{lo:g}")
+        right = ("inf" if hi is None else f"{hi:g}") + (")" if hi_open else "]")
+        span = f"{left}, {right}"
+        raise UserError(f"--{name} {value} must be a finite number in {span}")
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -223,22 +258,46 @@ class _MetricsLog:
         self._append_csv(self.val_csv, self.VAL_COLS, row)
 
 
-def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Create the run folder; refuse to reuse one unless resuming or overwriting."""
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> bool:
+    """Create the run folder; refuse to reuse one unless resuming or overwriting. Returns
+    whether this call created it (so that a run failing before its first checkpoint can take
+    it away again)."""
     if resume:
         if not (out / LAST_CHECKPOINT).is_file():
             raise UserError(f"{out}: nothing to resume (no {LAST_CHECKPOINT})")
-        return
+        return False
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise UserError(f"{out}: run folder exists; use --resume to continue or --overwrite")
         if not (out / CONFIG_FILE).is_file():
             raise UserError(f"{out}: not a run folder of srtrain; refusing to delete it")
         shutil.rmtree(out)
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out}: cannot create run folder ({exc.strerror})") from None
+    return created
+
+
+# What a run writes before its first checkpoint: removable when it fails that early.
+_EARLY_FILES = frozenset({CONFIG_FILE, METRICS_FILE, "train.csv", "val.csv", "checkpoints"})
+
+
+def discard_failed_run(out: Path) -> bool:
+    """Remove a run folder that a failed run created but never checkpointed (nothing in it can
+    be resumed or used); a folder holding anything else is kept. Returns whether it went."""
+    out = Path(out)
+    if not out.is_dir() or (out / LAST_CHECKPOINT).exists() or (out / GENERATOR_FILE).exists():
+        return False
+    names = {p.name for p in out.iterdir()}
+    ckpt = out / "checkpoints"
+    if not names <= _EARLY_FILES or (ckpt.is_dir() and any(ckpt.iterdir())):
+        return False
+    shutil.rmtree(out, ignore_errors=True)
+    return True
 
 
 class Trainer:
@@ -364,7 +423,7 @@ class Trainer:
                 self.sched_d.load_state_dict(state["sched_d"])
                 self.scaler_d.load_state_dict(state["scaler_d"])
         except (KeyError, RuntimeError, ValueError) as exc:
-            first = str(exc).splitlines()[0]
+            first = first_line(exc)
             raise UserError(f"{self.run_dir}: checkpoint does not fit this run ({first})") from None
         torch.set_rng_state(state["rng_cpu"])
         if "rng_cuda" in state and torch.cuda.is_available():
@@ -503,6 +562,7 @@ class Trainer:
                 loader = make_loader(dataset, c.batch_size, self.step, c.steps, c.workers,
                                      pin_memory=cuda)
                 last_t, last_step = time.perf_counter(), self.step
+                last_save = _clock()
                 for lr_b, hr_b in loader:
                     row = self.train_step(
                         lr_b.to(self.device, non_blocking=True,
@@ -532,8 +592,10 @@ class Trainer:
                         if self.best_psnr is not None:
                             post["best_psnr"] = f"{self.best_psnr:.3f}"
                         bar.set_postfix(post)
-                    if self.step % c.save_every == 0:
+                    due = c.save_minutes > 0 and _clock() - last_save >= c.save_minutes * 60
+                    if self.step % c.save_every == 0 or due:
                         self.save_checkpoint()
+                        last_save = _clock()
                     if bar is not None:
                         bar.update(1)
                     if self.on_step is not None:
@@ -616,6 +678,11 @@ class _Pacer:
                 bar.total = steps
                 bar.refresh()
         (trainer.run_dir / CONFIG_FILE).write_text(cfg.to_json())
+
+
+def _clock() -> float:
+    """Seconds for the time-based checkpoints (a function so that tests can move time)."""
+    return time.monotonic()
 
 
 def _is_main_thread() -> bool:
