@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from srgan_train.clitools import toolkit_group
+from srgan_train.clitools import FiniteFloat, toolkit_group
 from srgan_train.errors import UserError
 
 log = logging.getLogger("srgan_export")
@@ -100,7 +100,8 @@ def verify(model: Path, ckpt: Path, scale: str | None, data_dir: Path | None,
 @click.option("--opt", "opt_s", default=None, metavar="BxHxW", help="Profile optimum shape.")
 @click.option("--max", "max_s", default=None, metavar="BxHxW", help="Profile maximum shape.")
 @click.option("--static", default=None, metavar="BxHxW", help="One fixed input shape.")
-@click.option("--workspace", type=float, default=4.0, show_default=True, help="GiB.")
+@click.option("--workspace", type=FiniteFloat(0, lo_open=True), default=4.0, show_default=True,
+              help="GiB.")
 @click.option("--opt-level", type=int, default=3, show_default=True,
               help="Builder optimization level 0-5.")
 @click.option("--hardware-compat", type=click.Choice(["none", "ampere_plus", "same_cc"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from srgan_train.errors import UserError
+from srgan_train.errors import UserError, first_line
 
 ONNX_FORMAT = "srgan-toolkit/onnx"
 
@@ -46,17 +46,57 @@ class ModelInfo:
         kwargs: dict[str, object] = {}
         for f in fields(cls):
             if f.name in props:
-                kwargs[f.name] = int(props[f.name]) if f.type == "int" else props[f.name]
+                value = props[f.name]
+                if f.type == "int":
+                    try:
+                        value = int(value)
+                    except ValueError:
+                        raise UserError(f"{where}: ONNX metadata {f.name}={value!r} is not a "
+                                        "whole number") from None
+                kwargs[f.name] = value
         if "scale" not in kwargs:
             raise UserError(f"{where}: ONNX metadata has no scale")
-        return cls(**kwargs)  # type: ignore[arg-type]
+        return cls(**kwargs).validate(where)  # type: ignore[arg-type]
+
+    def validate(self, where: object = "model") -> ModelInfo:
+        """Every field in range: the metadata of a file is untrusted input (a static shape
+        becomes a buffer size, a radius a tile overlap)."""
+        bounds = {"scale": (1, MAX_SCALE), "channels": (1, 4), "min_input_size": (1, MAX_SIDE),
+                  "input_multiple": (1, MAX_SIDE), "receptive_radius": (0, MAX_SIDE),
+                  "opset": (0, 1000)}
+        for name, (lo, hi) in bounds.items():
+            value = getattr(self, name)
+            if not lo <= value <= hi:
+                raise UserError(f"{where}: ONNX metadata {name}={value} is outside {lo}..{hi}")
+        if self.precision not in ("fp32", "fp16"):
+            raise UserError(f"{where}: ONNX metadata precision={self.precision!r} is not fp32 "
+                            "or fp16")
+        if self.static_shape:
+            parse_static_shape(self.static_shape, where)
+        return self
 
     @property
     def static(self) -> tuple[int, int, int] | None:
         if not self.static_shape:
             return None
-        b, h, w = (int(v) for v in self.static_shape.split(","))
-        return b, h, w
+        return parse_static_shape(self.static_shape)
+
+
+MAX_SCALE = 16
+MAX_SIDE = 16384  # per tile side; with MAX_STATIC_PIXELS it bounds a static engine's buffer
+MAX_STATIC_PIXELS = 1 << 26  # B x H x W of one static input: 64 M (768 MB of float32 RGB)
+
+
+def parse_static_shape(text: str, where: object = "model") -> tuple[int, int, int]:
+    """``"B,H,W"`` of a fixed-shape model, checked: positive and of a size one can allocate."""
+    try:
+        b, h, w = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"{where}: static shape {text!r} is not B,H,W") from None
+    if min(b, h, w) < 1 or max(h, w) > MAX_SIDE or b * h * w > MAX_STATIC_PIXELS:
+        raise UserError(f"{where}: static shape {text!r} is out of range (sides 1..{MAX_SIDE}, "
+                        f"B x H x W <= {MAX_STATIC_PIXELS})")
+    return b, h, w
 
 
 def read_onnx_info(path: Path, scale: int | None = None) -> ModelInfo:
@@ -70,7 +110,7 @@ def read_onnx_info(path: Path, scale: int | None = None) -> ModelInfo:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        raise UserError(f"{path}: not a readable ONNX file ({str(exc).splitlines()[0]})") from None
+        raise UserError(f"{path}: not a readable ONNX file ({first_line(exc)})") from None
     props = {p.key: p.value for p in model.metadata_props}
     if props.get("format") == ONNX_FORMAT:
         info = ModelInfo.from_props(props, path)
@@ -89,7 +129,7 @@ def read_onnx_info(path: Path, scale: int | None = None) -> ModelInfo:
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     return ModelInfo(scale=int(scale), channels=dims[1] or 3, input_name=inp.name,
                      output_name=out.name, static_shape=static, opset=opset,
-                     precision=onnx_body_precision(model))
+                     precision=onnx_body_precision(model)).validate(path)
 
 
 def onnx_body_precision(model) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -181,7 +182,7 @@ class BuildOptions:
     def validate(self) -> BuildOptions:
         if not 0 <= self.opt_level <= 5:
             raise UserError(f"--opt-level {self.opt_level}: TensorRT accepts 0 to 5")
-        if self.workspace_gib <= 0:
+        if not math.isfinite(self.workspace_gib) or self.workspace_gib <= 0:
             raise UserError("--workspace must be > 0 GiB")
         if self.hardware_compat not in ("none", "ampere_plus", "same_cc"):
             raise UserError(f"unknown hardware compatibility {self.hardware_compat!r}")
@@ -223,9 +224,37 @@ class Manifest:
             raise UserError(f"{where}: not an engine manifest of this toolkit")
         known = set(cls.__dataclass_fields__)
         try:
-            return cls(**{k: v for k, v in data.items() if k in known})
+            m = cls(**{k: v for k, v in data.items() if k in known})
         except TypeError as exc:
             raise UserError(f"{where}: incomplete engine manifest ({exc})") from None
+        return m.validate(where)
+
+    def validate(self, where: object = "manifest") -> Manifest:
+        """The fields the runtime reads, typed and in range (the file is untrusted input)."""
+        def bad(what: str) -> UserError:
+            return UserError(f"{where}: engine manifest {what}")
+
+        if not isinstance(self.scale, int) or isinstance(self.scale, bool) \
+                or not 1 <= self.scale <= 16:
+            raise bad(f"scale={self.scale!r} is not a whole number in 1..16")
+        if self.precision not in ("fp16", "fp32"):
+            raise bad(f"precision={self.precision!r} is not fp16 or fp32")
+        prof = self.profile
+        if not isinstance(prof, dict) or set(prof) < {"min", "opt", "max"}:
+            raise bad("profile lacks min/opt/max")
+        for key in ("min", "opt", "max"):
+            shape = prof[key]
+            if not (isinstance(shape, list) and len(shape) == 4
+                    and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                            for v in shape)):
+                raise bad(f"profile {key}={shape!r} is not four positive whole numbers")
+        if not isinstance(self.model, dict) or \
+                not all(isinstance(v, str) for v in self.model.values()):
+            raise bad("model section is not a table of strings")
+        radius = self.model.get("receptive_radius", "0") or "0"
+        if not radius.isdigit() or int(radius) > 16384:
+            raise bad(f"receptive_radius={radius!r} is not a whole number in 0..16384")
+        return self
 
 
 def manifest_path(engine: Path) -> Path:

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import ImageError, UserError
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+# Read as inputs (GIF: still images; animated ones are skipped with a reason by srrun).
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -101,6 +102,33 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why files cannot be written into ``folder`` (missing folders are created on demand),
+    or None: checked before any work, so that no result is computed only to be lost."""
+    p = Path(folder)
+    while not p.exists() and p.parent != p:
+        p = p.parent
+    if p.exists() and not p.is_dir():
+        return f"cannot write into {folder}: {p} is a file, not a folder"
+    if p.exists() and not os.access(p, os.W_OK | os.X_OK):
+        return f"cannot write into {folder}: permission denied"
+    return None
+
+
+def check_output_file(path: Path, what: str = "output file", overwrite: bool = True) -> None:
+    """Refuse, before any work, an output file that could not be written afterwards: a
+    folder's name, a path inside a file, an unwritable folder, or (without ``overwrite``) an
+    existing file."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not a {what} name")
+    if path.exists() and not overwrite:
+        raise UserError(f"{path}: exists (use --overwrite to replace it)")
+    problem = folder_problem(path.parent)
+    if problem:
+        raise UserError(f"{path}: {problem}")
 
 
 def save_png(img: np.ndarray, path: Path) -> None:
