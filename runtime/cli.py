@@ -7,8 +7,10 @@ from pathlib import Path
 
 import click
 
-from srgan_train.clitools import toolkit_group
+from srgan_train.clitools import FiniteFloat, toolkit_group
 from srgan_train.errors import UserError
+
+from .upscaler import DEFAULT_MAX_OUTPUT_PIXELS
 
 log = logging.getLogger("srgan_runtime")
 
@@ -36,11 +38,12 @@ def cli() -> None:
               help="Context per tile side [default: the model's receptive radius: seamless].")
 @click.option("--batch", type=int, default=4, show_default=True, help="Tiles per model call.")
 @click.option("--threads", type=int, default=0, show_default=True, help="CPU threads (0=all).")
-@click.option("--outscale", type=float, default=None,
+@click.option("--outscale", type=FiniteFloat(0, lo_open=True), default=None,
               help="Final scale, resized after the model (Lanczos).")
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg", "webp"]), default=None,
               help="[default: the input's format]")
-@click.option("--quality", type=int, default=95, show_default=True, help="JPEG/WebP quality.")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
+              help="JPEG/WebP quality.")
 @click.option("--png-level", type=click.IntRange(0, 9), default=1, show_default=True,
               help="PNG zlib level: 1 is fast (OpenCV's default), 9 smallest and slowest.")
 @click.option("--alpha", type=click.Choice(["bicubic", "model"]), default="bicubic",
@@ -50,8 +53,12 @@ def cli() -> None:
 @click.option("--skip-existing", is_flag=True, help="Leave existing outputs alone.")
 @click.option("--report", type=click.Path(path_type=Path), default=None,
               help="Write a JSON run report (per-file status, timings, errors).")
-@click.option("--max-pixels", type=int, default=200_000_000, show_default=True,
+@click.option("--max-pixels", type=click.IntRange(1), default=200_000_000, show_default=True,
               help="Refuse larger inputs (decompression bombs).")
+@click.option("--max-output-pixels", type=click.IntRange(1), default=DEFAULT_MAX_OUTPUT_PIXELS,
+              show_default=True,
+              help="Refuse inputs whose output would be larger (checked before decoding; "
+                   "inputs needing more memory than is free are refused too).")
 @click.option("--scale", type=click.Choice(["2", "3", "4"]), default=None,
               help="Without --engine: use the bundled model of this scale. With an ONNX "
                    "file lacking this toolkit's metadata: its scale. Otherwise checked "
@@ -62,31 +69,38 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str 
             backend: str, device: str, precision: str, tile: int, overlap: int | None,
             batch: int, threads: int, outscale: float | None, fmt: str | None, quality: int,
             png_level: int, alpha: str, recursive: bool, overwrite: bool, skip_existing: bool,
-            report: Path | None, max_pixels: int, scale: str | None, progress: bool) -> None:
+            report: Path | None, max_pixels: int, max_output_pixels: int, scale: str | None,
+            progress: bool) -> None:
     """Upscale image files, folders or globs into OUT."""
-    from .models import default_engine, resolve_engine
-    from .pipeline import collect_inputs, run_job, write_report
-    from .upscaler import Upscaler
+    from srgan_train.images import check_output_file
 
+    from .models import default_engine, resolve_engine
+    from .pipeline import check_output_option, collect_inputs, run_job, write_report
+    from .upscaler import Upscaler, check_settings
+
+    # Everything that can be checked without the model is checked first.
     if overwrite and skip_existing:
         raise UserError("--overwrite and --skip-existing exclude each other")
-    if outscale is not None and outscale <= 0:
-        raise UserError("--outscale must be > 0")
+    check_settings(tile=tile, batch=batch, overlap=overlap, threads=threads, alpha=alpha,
+                   outscale=outscale, max_output_pixels=max_output_pixels, device=device)
+    if report is not None:
+        check_output_file(report, "report file")
     files = collect_inputs(list(inputs), recursive)
-    if len(files) > 1 and out.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") \
-            and not out.is_dir():
-        raise UserError(f"{out}: several inputs need an output folder, not a file name")
+    check_output_option(out, len(files), fmt)
     path = resolve_engine(engine) if engine else default_engine(int(scale) if scale else None)
     up = Upscaler(path, backend=backend, device=device, precision=precision, tile=tile,
                   overlap=overlap, batch=batch, threads=threads, alpha=alpha,
-                  outscale=outscale, scale=int(scale) if scale else None)
+                  outscale=outscale, scale=int(scale) if scale else None,
+                  max_output_pixels=max_output_pixels)
     log.info("%s", up.describe())
     summary = run_job(up, files, out, fmt=fmt, quality=quality, png_level=png_level,
                       overwrite=overwrite,
                       skip_existing=skip_existing, max_pixels=max_pixels, progress=progress)
+    click.echo(summary.line())  # before anything else can fail
     if report is not None:
         write_report(summary, report, {"engine": str(path), "backend": up.describe()})
-    click.echo(summary.line())
+    if summary.interrupted:
+        ctx.exit(130)
     if summary.failed:
         ctx.exit(1)
 
@@ -105,8 +119,9 @@ def models() -> None:
         m = read_generator_metadata(p)
         val = (f", validation {Path(m.get('val_set', '?')).name} {m['val_psnr']} dB"
                if "val_psnr" in m else "")
-        click.echo(f"{name}: x{m['scale']} {m['preset']}, {m.get('phase', 'pretrain')} phase, "
-                   f"step {m['step']}{val}, {p.stat().st_size / 2**20:.1f} MB ({p})")
+        click.echo(f"{name}: x{m['scale']} {m.get('preset', '?')}, "
+                   f"{m.get('phase', 'pretrain')} phase, step {m.get('step', '?')}{val}, "
+                   f"{p.stat().st_size / 2**20:.1f} MB ({p})")
 
 
 def main() -> None:

@@ -1,22 +1,26 @@
 """Reading and writing images for upscaling, keeping what users care about: alpha, grey, 16-bit
 depth, EXIF orientation, ICC profile and EXIF data.
 
-Pillow does the work, except for 16-bit-per-channel colour PNGs, which Pillow cannot hold: those
-go through pypng. Everything is numpy: colour ``HxWx3`` (or ``HxW`` grey) and alpha ``HxW``,
-uint8 or uint16.
+Pillow does the work, except for 16-bit-per-channel colour, which Pillow cannot hold: PNGs go
+through pypng, TIFFs through tifffile. Everything is numpy: colour ``HxWx3`` (or ``HxW`` grey)
+and alpha ``HxW``, uint8 or uint16. Float images (0..1) become 16-bit; 32-bit integer images are
+read as 16-bit when their values fit, else refused; animated images are skipped with a reason.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from srgan_train.errors import ImageError
+from srgan_train.errors import ImageError, SkippedImage
 from srgan_train.images import atomic_write
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tif": "TIFF",
@@ -32,6 +36,7 @@ class Picture:
     alpha: np.ndarray | None = None
     icc_profile: bytes | None = None
     exif: bytes | None = None
+    notes: tuple[str, ...] = ()  # what decoding changed that a user should hear about
 
     @property
     def height(self) -> int:
@@ -92,7 +97,9 @@ def _read_png16(path: Path) -> Picture:
     return Picture.from_array(arr)
 
 
-def _from_pil(im: Image.Image) -> Picture:
+def picture_from_pil(im: Image.Image) -> Picture:
+    """A Pillow image as a :class:`Picture` (EXIF orientation applied, ICC and EXIF kept).
+    Raises ValueError for pixel values that have no defined 8/16-bit meaning."""
     icc = im.info.get("icc_profile")
     exif = im.info.get("exif")
     im = ImageOps.exif_transpose(im)  # upright pixels; orientation tag reset below on save
@@ -100,8 +107,10 @@ def _from_pil(im: Image.Image) -> Picture:
     if mode in ("I;16", "I;16B", "I;16L"):
         return Picture(np.asarray(im, dtype=np.uint16).copy(), None, icc, exif)
     if mode == "I":
-        arr = np.asarray(im, dtype=np.int64)
-        return Picture(np.clip(arr, 0, 65535).astype(np.uint16), None, icc, exif)
+        return Picture(_int32_to_uint16(np.asarray(im)), None, icc, exif)
+    if mode == "F":
+        colour, notes = _float_to_uint16(np.asarray(im, dtype=np.float32))
+        return Picture(colour, None, icc, exif, notes)
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     elif mode in ("1", "L"):
@@ -114,24 +123,114 @@ def _from_pil(im: Image.Image) -> Picture:
     return replace(pic, icc_profile=icc, exif=exif)
 
 
-def load_image(path: Path, max_pixels: int | None = None) -> Picture:
+def _int32_to_uint16(arr: np.ndarray) -> np.ndarray:
+    """32-bit integer pixels (Pillow mode ``I``) as 16-bit: the only depth an integer image
+    can keep here. Values outside 0..65535 have no defined meaning at 16 bits: refused."""
+    lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+    if lo < 0 or hi > 65535:
+        raise ValueError(f"32-bit integer pixels range {lo}..{hi}, beyond 16 bits (0..65535); "
+                         "convert it to 8 or 16 bits first")
+    return arr.astype(np.uint16)
+
+
+FLOAT_SLACK = 1e-3  # float images a hair outside 0..1 (rounding in the tool that wrote them)
+
+
+def _float_to_uint16(arr: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Float pixels are taken as 0..1 (the common convention, as in OpenEXR-free float TIFFs)
+    and kept at 16 bits; NaN/Inf or values clearly outside 0..1 are refused rather than
+    guessed at."""
+    if not np.isfinite(arr).all():
+        raise ValueError("float pixels hold NaN or infinity")
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if lo < -FLOAT_SLACK or hi > 1 + FLOAT_SLACK:
+        raise ValueError(f"float pixels range {lo:g}..{hi:g}, not 0..1; convert it to 8 or 16 "
+                         "bits (or scale it to 0..1) first")
+    out = np.rint(np.clip(arr, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    return out, ("float image (0..1) upscaled as 16-bit",)
+
+
+_pillow_limit_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Hand Pillow's decompression-bomb limit to ``max_pixels`` while opening: Pillow otherwise
+    refuses anything over 2 x 89 MP whatever ``--max-pixels`` says. Opening reads only the
+    header; :func:`load_image` checks the size against ``max_pixels`` before decoding."""
+    if max_pixels is None:
+        yield
+        return
+    with _pillow_limit_lock:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _tiff_16bit_colour(im: Image.Image) -> bool:
+    """A TIFF with 16-bit samples and 3 or 4 channels, which Pillow reads as 8-bit RGB."""
+    if im.format != "TIFF":
+        return False
+    tags = getattr(im, "tag_v2", {})
+    bits = tags.get(258)  # BitsPerSample
+    bits = tuple(bits) if isinstance(bits, tuple | list) else (bits,)
+    samples = tags.get(277, 1)  # SamplesPerPixel
+    return samples in (3, 4) and bool(bits) and all(b == 16 for b in bits)
+
+
+def _read_tiff16(path: Path) -> Picture:
+    import tifffile
+
+    with tifffile.TiffFile(str(path)) as tif:
+        page = tif.pages[0]
+        arr = page.asarray()
+        icc = page.tags.get(34675)
+    if arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"unexpected 16-bit TIFF layout {arr.shape} {arr.dtype}")
+    pic = Picture.from_array(np.ascontiguousarray(arr))
+    return replace(pic, icc_profile=bytes(icc.value) if icc is not None else None)
+
+
+def load_image(path: Path, max_pixels: int | None = None,
+               check_size: Callable[[int, int], str | None] | None = None) -> Picture:
     """Decode an image file; raises :class:`ImageError` naming the file on any problem,
-    including images larger than ``max_pixels`` (decompression bombs)."""
+    including images larger than ``max_pixels`` (decompression bombs) or refused by
+    ``check_size(width, height)`` (called before decoding), and :class:`SkippedImage` for
+    animated or multi-page images."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(path, "no such file" if not path.exists() else "not a file")
     try:
-        with Image.open(path) as im:
+        with _pillow_pixel_limit(max_pixels), Image.open(path) as im:
             w, h = im.size
             if max_pixels is not None and w * h > max_pixels:
                 raise ImageError(path, f"{w}x{h} = {w * h} pixels is over --max-pixels "
                                        f"{max_pixels}")
+            problem = check_size(w, h) if check_size is not None else None
+            if problem:
+                raise ImageError(path, problem)
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                kind = "multi-page" if im.format == "TIFF" else "animated"
+                raise SkippedImage(path, f"{kind} image ({frames} frames): only still images "
+                                         "are upscaled; extract the frame you want first")
             if im.format == "PNG" and _png_is_16bit_colour(path):
                 # Pillow reads the metadata; pypng the 16-bit pixels it cannot hold.
                 return replace(_read_png16(path), exif=im.info.get("exif"),
                                icc_profile=im.info.get("icc_profile"))
+            if _tiff_16bit_colour(im):
+                try:
+                    return _read_tiff16(path)
+                except Exception as exc:  # e.g. LZW needs imagecodecs: fall back to 8 bits
+                    im.load()
+                    note = (f"16-bit colour TIFF read as 8-bit ({type(exc).__name__}: "
+                            f"{exc}; 'pip install imagecodecs' reads every TIFF compression)")
+                    return replace(picture_from_pil(im), notes=(note,))
             im.load()
-            return _from_pil(im)
+            return picture_from_pil(im)
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
@@ -139,7 +238,7 @@ def load_image(path: Path, max_pixels: int | None = None) -> Picture:
     except UnidentifiedImageError:
         raise ImageError(path, "not an image file Pillow can read") from None
     except (OSError, ValueError, SyntaxError, struct.error) as exc:
-        raise ImageError(path, f"corrupt or truncated image ({exc})") from None
+        raise ImageError(path, f"corrupt, truncated or unusable image ({exc})") from None
     except Exception as exc:  # pypng's errors and other decoder failures
         raise ImageError(path, f"cannot decode ({type(exc).__name__}: {exc})") from None
 
@@ -160,15 +259,41 @@ def _exif_upright(exif: bytes | None) -> bytes | None:
 PNG_LEVEL = 1  # OpenCV's default; on Set14 outputs ~6x faster to encode than 6, ~14% larger
 
 
+SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
+ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP"})
+
+
+def output_problem(pic: Picture, fmt: str) -> str | None:
+    """Why ``pic`` cannot be written as ``fmt`` at all (checked before any compute), or None."""
+    kind = FORMATS.get(fmt.lower())
+    if kind is None:
+        return f"unknown output format {fmt!r} (choose from {', '.join(sorted(FORMATS))})"
+    if pic.alpha is not None and kind not in ALPHA_FORMATS:
+        return f"{fmt} cannot store the alpha channel (use png, webp or tif)"
+    return None
+
+
+def output_notes(pic: Picture, fmt: str) -> list[str]:
+    """What writing ``pic`` as ``fmt`` loses, said once per file."""
+    if pic.bits == 16 and FORMATS.get(fmt.lower()) not in SIXTEEN_BIT_FORMATS:
+        return [f"16-bit input written as 8-bit {fmt} (png and tif keep 16 bits)"]
+    return []
+
+
 def write_image(pic: Picture, dest: Path | io.BytesIO, fmt: str, quality: int = 95,
                 png_level: int = PNG_LEVEL) -> None:
     """Encode ``pic`` as ``fmt`` (png, jpg, webp, tif, bmp) into a file or buffer, keeping ICC
-    and EXIF where the format allows; 16-bit pictures are written as 16-bit PNG."""
+    and EXIF where the format allows. 16-bit pictures stay 16-bit in PNG and TIFF and are
+    rounded to 8 bits for the other formats (:func:`output_notes` says so)."""
     fmt = fmt.lower()
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown output format {fmt!r}")
-    if pic.bits == 16 and fmt != "png":
-        raise ValueError("16-bit images are written as PNG (use --format png)")
+    problem = output_problem(pic, fmt)
+    if problem:
+        raise ValueError(problem)
+    if pic.bits == 16 and FORMATS[fmt] not in SIXTEEN_BIT_FORMATS:
+        pic = to_8bit(pic)
+    if pic.bits == 16 and FORMATS[fmt] == "TIFF":
+        _write_tiff16(pic, dest)
+        return
     if pic.bits == 16 and (not pic.grey or pic.alpha is not None):
         data = _png16_bytes(pic, png_level)
         if isinstance(dest, io.BytesIO):
@@ -177,8 +302,6 @@ def write_image(pic: Picture, dest: Path | io.BytesIO, fmt: str, quality: int = 
             Path(dest).write_bytes(data)
         return
     im = Image.fromarray(pic.to_array())  # L, I;16, LA, RGB, RGBA
-    if FORMATS[fmt] in ("JPEG", "BMP") and im.mode in ("RGBA", "LA"):
-        raise ValueError(f"{fmt} cannot store alpha (use png or webp)")
     kwargs: dict = {}
     if pic.icc_profile:
         kwargs["icc_profile"] = pic.icc_profile
@@ -190,6 +313,29 @@ def write_image(pic: Picture, dest: Path | io.BytesIO, fmt: str, quality: int = 
     if FORMATS[fmt] == "PNG":
         kwargs["compress_level"] = png_level
     im.save(dest, format=FORMATS[fmt], **kwargs)
+
+
+def to_8bit(pic: Picture) -> Picture:
+    """A 16-bit picture rounded to 8 bits (x / 257, the exact inverse of 8 -> 16 bit)."""
+    if pic.bits == 8:
+        return pic
+
+    def down(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else np.rint(a / 257.0).astype(np.uint8)
+
+    return replace(pic, colour=down(pic.colour), alpha=down(pic.alpha))
+
+
+def _write_tiff16(pic: Picture, dest: Path | io.BytesIO) -> None:
+    """16-bit TIFF (grey or RGB, with unassociated alpha), deflate-compressed, ICC kept."""
+    import tifffile
+
+    arr = pic.to_array()
+    photometric = "minisblack" if pic.grey else "rgb"
+    extras = ["unassalpha"] if pic.alpha is not None else None
+    target = dest if isinstance(dest, io.BytesIO) else str(dest)
+    tifffile.imwrite(target, arr, photometric=photometric, extrasamples=extras,
+                     compression="zlib", iccprofile=pic.icc_profile or None)
 
 
 def encode_image(pic: Picture, fmt: str, quality: int = 95, png_level: int = PNG_LEVEL) -> bytes:

@@ -1,24 +1,35 @@
-"""Folder jobs: collect inputs, decode ahead in a thread, upscale with cross-image tile batches,
-encode and write in another thread (bounded queues), and report per file. A bad file never
-stops the job."""
+"""Folder jobs: collect inputs, check every output before any compute, decode ahead in a
+thread, upscale with cross-image tile batches, encode and write in another thread (bounded
+queues), and report per file. A bad file never stops the job; Ctrl-C stops it with a report."""
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import json
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 
-from srgan_train.errors import ImageError, UserError
-from srgan_train.images import IMAGE_SUFFIXES, atomic_write
+from srgan_train.errors import ImageError, SkippedImage, UserError
+from srgan_train.images import IMAGE_SUFFIXES, atomic_write, folder_problem
 
-from .imageio import FORMATS, PNG_LEVEL, Picture, load_image, save_image
+from .imageio import (
+    FORMATS,
+    PNG_LEVEL,
+    Picture,
+    load_image,
+    output_notes,
+    output_problem,
+    save_image,
+)
 from .upscaler import Upscaler
 
 log = logging.getLogger(__name__)
@@ -30,12 +41,15 @@ class FileResult:
 
     input: str
     output: str | None
-    status: str  # ok | failed | skipped
+    status: str  # ok | failed | skipped | interrupted
     error: str | None = None
     seconds: float = 0.0
     in_size: list[int] | None = None
     out_size: list[int] | None = None
     warnings: list[str] = field(default_factory=list)
+    tiles: int = 0
+    fp32_tiles: int = 0
+    oom_retries: int = 0
 
 
 @dataclass
@@ -43,50 +57,125 @@ class JobSummary:
     results: list[FileResult]
     seconds: float
     megapixels_out: float
+    interrupted: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
 
     @property
     def failed(self) -> int:
-        return sum(r.status == "failed" for r in self.results)
+        return self.count("failed")
 
     @property
     def skipped(self) -> int:
-        return sum(r.status == "skipped" for r in self.results)
+        return self.count("skipped")
 
     @property
     def ok(self) -> int:
-        return sum(r.status == "ok" for r in self.results)
+        return self.count("ok")
 
     def line(self) -> str:
         rate = self.megapixels_out / self.seconds if self.seconds > 0 else 0.0
-        return (f"upscaled {self.ok} image(s), {self.megapixels_out:.2f} MP out in "
+        text = (f"upscaled {self.ok} image(s), {self.megapixels_out:.2f} MP out in "
                 f"{self.seconds:.1f} s ({rate:.2f} MP/s); {self.failed} failed, "
                 f"{self.skipped} skipped")
+        if self.interrupted:
+            text += f"; interrupted, {self.count('interrupted')} not done"
+        return text
 
+
+# --- inputs -------------------------------------------------------------------------------------
 
 def collect_inputs(inputs: list[str], recursive: bool = False) -> list[tuple[Path, Path]]:
     """``(file, base)`` pairs from files, folders and globs; ``base`` keeps sub-folder layout
     for recursive folder inputs. Non-image files inside folders are ignored; a named file is
-    always tried (and fails clearly if it is not an image)."""
+    always tried (and fails clearly if it is not an image). Recursion never follows symbolic
+    links to folders (no loops), and a file reached twice (by two specs, or through a link) is
+    taken once."""
     out: list[tuple[Path, Path]] = []
     for spec in inputs:
         p = Path(spec)
         if p.is_dir():
-            pattern = "**/*" if recursive else "*"
-            files = sorted(f for f in p.glob(pattern)
-                           if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                           and not f.name.startswith("."))
-            out += [(f, p) for f in files]
+            files = _walk(p, ("**", "*") if recursive else ("*",))
+            out += [(f, p) for f in files
+                    if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
         elif p.exists():
             out.append((p, p.parent))
         else:
-            matches = sorted(Path(m) for m in glob.glob(spec, recursive=recursive))
+            matches = _glob(spec, recursive)
             if not matches:
                 raise UserError(f"{spec}: no such file, folder or matching files")
             out += [(m, m.parent) for m in matches if m.is_file()]
-    if not out:
+    unique = _dedupe(out)
+    if len(unique) < len(out):
+        log.info("%d input(s) named twice (or through a link) are taken once",
+                 len(out) - len(unique))
+    if not unique:
         raise UserError("no input images found")
-    return out
+    return unique
 
+
+def _dedupe(items: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    seen: set[str] = set()
+    unique = []
+    for f, base in items:
+        real = os.path.realpath(f)
+        if real not in seen:
+            seen.add(real)
+            unique.append((f, base))
+    return unique
+
+
+def _glob(spec: str, recursive: bool) -> list[Path]:
+    """Files matching a glob. Without ``recursive``, ``**`` is ``*`` (as in :mod:`glob`). With
+    it, ``**`` spans folders, walked without following links to folders: Python's own
+    ``glob(recursive=True)`` follows them and loops."""
+    if not recursive:
+        return sorted(Path(m) for m in glob.glob(spec))
+    parts = Path(spec).parts
+    i = next((k for k, part in enumerate(parts) if glob.has_magic(part)), None)
+    if i is None:
+        return []
+    root = Path(*parts[:i]) if i else Path()
+    return _walk(root, parts[i:])
+
+
+def _walk(root: Path, pattern: tuple[str, ...]) -> list[Path]:
+    """Files under ``root`` whose relative path matches ``pattern`` (segments, ``**`` for any
+    number of folders), hidden names skipped unless the pattern names them, links to folders
+    not followed, sorted."""
+    want_hidden = any(seg.startswith(".") for seg in pattern)
+    deep = "**" in pattern
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        rel = Path(dirpath).relative_to(root).parts
+        if not deep:
+            dirnames[:] = [d for d in dirnames if len(rel) + 1 < len(pattern)]
+        dirnames[:] = sorted(d for d in dirnames if want_hidden or not d.startswith("."))
+        for name in filenames:
+            if _matches((*rel, name), pattern):
+                found.append(Path(dirpath, name))
+    return sorted(found)
+
+
+def _matches(segments: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    @cache
+    def match(i: int, j: int) -> bool:
+        if j == len(pattern):
+            return i == len(segments)
+        if pattern[j] == "**":
+            return any(match(k, j + 1) for k in range(i, len(segments) + 1))
+        if i == len(segments):
+            return False
+        seg, pat = segments[i], pattern[j]
+        if seg.startswith(".") and not pat.startswith("."):
+            return False
+        return fnmatch.fnmatchcase(seg, pat) and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
+# --- outputs ------------------------------------------------------------------------------------
 
 def output_path(src: Path, base: Path, out: Path, single: bool, scale_label: str,
                 fmt: str | None) -> Path:
@@ -101,26 +190,52 @@ def output_path(src: Path, base: Path, out: Path, single: bool, scale_label: str
     return out / rel / f"{src.stem}_x{scale_label}.{ext}"
 
 
-def run_job(upscaler: Upscaler, inputs: list[tuple[Path, Path]], out: Path, *,
-            fmt: str | None = None, quality: int = 95, png_level: int = PNG_LEVEL,
-            overwrite: bool = False,
-            skip_existing: bool = False, max_pixels: int | None = None,
-            progress: bool = True, prefetch: int = 2) -> JobSummary:
-    """Upscale every input to its output path; never stops for one bad file."""
+def check_output_option(out: Path, n_inputs: int, fmt: str | None) -> None:
+    """Refuse an ``-o`` that cannot do what it says, before any work: a file name with an
+    extension that cannot be written, a name whose extension contradicts ``--format``, a
+    file name (or an existing file) for several inputs."""
+    from PIL import Image
+
+    ext = out.suffix.lower()
+    writable = ", ".join(sorted(FORMATS))
+    if ext and ext.lstrip(".") not in FORMATS and ext in Image.registered_extensions() \
+            and not out.is_dir():
+        raise UserError(f"{out}: cannot write {ext} images (choose one of: {writable})")
+    if n_inputs > 1:
+        if ext.lstrip(".") in FORMATS and not out.is_dir():
+            raise UserError(f"{out}: several inputs need an output folder, not a file name")
+        if out.exists() and not out.is_dir():
+            raise UserError(f"{out}: is a file; several inputs need an output folder")
+    elif fmt and ext.lstrip(".") in FORMATS and FORMATS[ext.lstrip(".")] != FORMATS[fmt] \
+            and not out.is_dir():
+        raise UserError(f"{out}: the name says {ext.lstrip('.')} but --format is {fmt}; "
+                        "drop one, or make them agree")
+
+
+def _plan(upscaler: Upscaler, inputs: list[tuple[Path, Path]], out: Path, fmt: str | None,
+          overwrite: bool, skip_existing: bool) -> tuple[dict[int, FileResult],
+                                                         list[tuple[int, Path, Path]]]:
+    """Output path and pre-flight verdict of every input: nothing computed for a file whose
+    result could not be written."""
     single = len(inputs) == 1
-    scale = upscaler.outscale or upscaler.scale
-    label = f"{scale:g}"
+    label = f"{upscaler.outscale or upscaler.scale:g}"
     results: dict[int, FileResult] = {}
     todo: list[tuple[int, Path, Path]] = []
     seen_outputs: set[Path] = set()
+    folder_verdicts: dict[Path, str | None] = {}
     for k, (src, base) in enumerate(inputs):
         dst = output_path(src, base, out, single, label, fmt)
-        res = FileResult(str(src), str(dst), "ok")
-        results[k] = res
+        res = results[k] = FileResult(str(src), str(dst), "ok")
+        if dst.parent not in folder_verdicts:
+            folder_verdicts[dst.parent] = folder_problem(dst.parent)
         if dst.resolve() == src.resolve():
             res.status, res.error = "failed", "output path is the input file"
         elif dst in seen_outputs:
             res.status, res.error = "failed", f"another input also writes {dst}"
+        elif folder_verdicts[dst.parent]:
+            res.status, res.error = "failed", folder_verdicts[dst.parent]
+        elif dst.is_dir():
+            res.status, res.error = "failed", f"{dst} is a folder"
         elif dst.exists() and skip_existing:
             res.status = "skipped"
         elif dst.exists() and not overwrite:
@@ -130,93 +245,157 @@ def run_job(upscaler: Upscaler, inputs: list[tuple[Path, Path]], out: Path, *,
         seen_outputs.add(dst)
         if res.status == "failed":
             log.error("%s: %s", src, res.error)
+    return results, todo
 
-    t0 = time.perf_counter()
-    mp_out = 0.0
-    starts: dict[int, float] = {}
-    bar = None
-    if progress:
-        from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), unit="img", dynamic_ncols=True)
+# --- the job ------------------------------------------------------------------------------------
 
-    decoded: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+class _Job:
+    """State shared by the decode thread, the model loop and the encode pool."""
+
+    def __init__(self, upscaler: Upscaler, results: dict[int, FileResult],
+                 todo: list[tuple[int, Path, Path]], fmt: str | None, max_pixels: int | None,
+                 progress: bool, prefetch: int) -> None:
+        self.upscaler, self.results, self.todo = upscaler, results, todo
+        self.fmt, self.max_pixels, self.prefetch = fmt, max_pixels, max(1, prefetch)
+        self.decoded: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        self.stop = threading.Event()
+        self.starts: dict[int, float] = {}
+        self.done: set[int] = set()
+        self.mp_out = 0.0
+        self.bar = None
+        if progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=len(todo), unit="img", dynamic_ncols=True)
+
     _END = object()
 
-    def reader() -> None:  # decode ahead of the model
-        for k, src, dst in todo:
-            starts[k] = time.perf_counter()
+    def _put(self, item) -> bool:
+        while not self.stop.is_set():  # never block forever once the consumer has stopped
             try:
-                decoded.put((k, dst, load_image(src, max_pixels)))
-            except ImageError as exc:
-                decoded.put((k, dst, exc))
-            except Exception as exc:  # a decoder bug must not kill the job
-                decoded.put((k, dst, ImageError(src, f"{type(exc).__name__}: {exc}")))
-        decoded.put(_END)
+                self.decoded.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
-    def pictures() -> Iterator[tuple[tuple[int, Path], Picture]]:
+    def read(self) -> None:
+        """Decode ahead of the model (its own thread); failures become per-file results."""
+        for k, src, dst in self.todo:
+            if self.stop.is_set():
+                return
+            self.starts[k] = time.perf_counter()
+            try:
+                pic = load_image(src, self.max_pixels, check_size=self.upscaler.size_problem)
+                fmt = self.fmt or dst.suffix.lstrip(".")
+                problem = output_problem(pic, fmt)
+                if problem:
+                    raise ImageError(src, problem)
+                notes = [*pic.notes, *output_notes(pic, fmt)]
+                for note in notes:
+                    log.warning("%s: %s", src, note)
+                self.results[k].warnings += notes
+                item = (k, dst, pic)
+            except ImageError as exc:
+                item = (k, dst, exc)
+            except Exception as exc:  # a decoder bug must not kill the job
+                item = (k, dst, ImageError(src, f"{type(exc).__name__}: {exc}"))
+            if not self._put(item):
+                return
+        self._put(self._END)
+
+    def pictures(self) -> Iterator[tuple[tuple[int, Path], Picture]]:
         while True:
-            item = decoded.get()
-            if item is _END:
+            item = self.decoded.get()
+            if item is self._END:
                 return
             k, dst, pic = item
             if isinstance(pic, ImageError):
-                fail(k, pic.reason)
+                self.finish(k, "skipped" if isinstance(pic, SkippedImage) else "failed",
+                            pic.reason)
                 continue
-            results[k].in_size = [pic.width, pic.height]
+            self.results[k].in_size = [pic.width, pic.height]
             yield (k, dst), pic
 
-    def fail(k: int, reason: str) -> None:
-        results[k].status, results[k].error = "failed", reason
-        log.error("%s: %s", results[k].input, reason)
-        if bar is not None:
-            bar.update(1)
+    def finish(self, k: int, status: str, reason: str | None = None) -> None:
+        res = self.results[k]
+        res.status, res.error = status, reason
+        res.seconds = round(time.perf_counter() - self.starts.get(k, time.perf_counter()), 4)
+        if status == "failed":
+            log.error("%s: %s", res.input, reason)
+        elif status == "skipped":
+            log.warning("%s: skipped: %s", res.input, reason)
+        self.done.add(k)
+        if self.bar is not None:
+            self.bar.update(1)
 
-    writes: list[tuple[int, Future]] = []
+    def settle(self, k: int, fut: Future, pic: Picture) -> None:
+        try:
+            fut.result()
+        except (OSError, ValueError) as exc:
+            self.finish(k, "failed", f"cannot write: {exc}")
+            return
+        self.mp_out += pic.width * pic.height / 1e6  # only what reached the disk counts
+        self.finish(k, "ok")
+
+
+def run_job(upscaler: Upscaler, inputs: list[tuple[Path, Path]], out: Path, *,
+            fmt: str | None = None, quality: int = 95, png_level: int = PNG_LEVEL,
+            overwrite: bool = False,
+            skip_existing: bool = False, max_pixels: int | None = None,
+            progress: bool = True, prefetch: int = 2) -> JobSummary:
+    """Upscale every input to its output path; never stops for one bad file. Ctrl-C ends the
+    job after the writes in flight, with the files not done marked ``interrupted``."""
+    results, todo = _plan(upscaler, inputs, out, fmt, overwrite, skip_existing)
+    t0 = time.perf_counter()
+    job = _Job(upscaler, results, todo, fmt, max_pixels, progress, prefetch)
 
     def write(pic: Picture, dst: Path) -> None:
         dst.parent.mkdir(parents=True, exist_ok=True)
         save_image(pic, dst, fmt or dst.suffix.lstrip("."), quality, overwrite=True,
                    png_level=png_level)
 
-    thread = threading.Thread(target=reader, name="srrun-decode", daemon=True)
+    interrupted = False
+    writes: list[tuple[int, Future, Picture]] = []
+    thread = threading.Thread(target=job.read, name="srrun-decode", daemon=True)
     thread.start()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="srrun-encode") as pool:
         try:
-            for (k, dst), pic, stats in upscaler.upscale_many(pictures()):
-                results[k].out_size = [pic.width, pic.height]
-                results[k].warnings = list(stats.warnings)
-                mp_out += pic.width * pic.height / 1e6
-                writes.append((k, pool.submit(write, pic, dst)))
-                while len(writes) > prefetch:  # bound the encode queue
-                    _settle(writes.pop(0), results, starts, bar)
+            for (k, dst), pic, stats in upscaler.upscale_many(job.pictures()):
+                res = results[k]
+                res.warnings += stats.warnings
+                res.tiles, res.fp32_tiles = stats.tiles, stats.refp32_tiles
+                res.oom_retries = stats.oom_retries
+                if pic is None:
+                    job.finish(k, "failed", stats.error)
+                    continue
+                res.out_size = [pic.width, pic.height]
+                writes.append((k, pool.submit(write, pic, dst), pic))
+                while len(writes) > job.prefetch:  # bound the encode queue
+                    job.settle(*writes.pop(0))
+        except KeyboardInterrupt:
+            interrupted = True
+            log.warning("interrupted: finishing the writes in flight")
         finally:
+            job.stop.set()
             while writes:
-                _settle(writes.pop(0), results, starts, bar)
-    thread.join()
-    if bar is not None:
-        bar.close()
-    return JobSummary([results[k] for k in sorted(results)], time.perf_counter() - t0, mp_out)
-
-
-def _settle(item: tuple[int, Future], results: dict[int, FileResult], starts: dict[int, float],
-            bar) -> None:
-    k, fut = item
-    try:
-        fut.result()
-    except (OSError, ValueError) as exc:
-        results[k].status = "failed"
-        results[k].error = f"cannot write: {exc}"
-        log.error("%s: %s", results[k].output, results[k].error)
-    results[k].seconds = round(time.perf_counter() - starts.get(k, time.perf_counter()), 4)
-    if bar is not None:
-        bar.update(1)
+                job.settle(*writes.pop(0))
+    thread.join(timeout=5)
+    for k, _, _ in todo:
+        if k not in job.done:
+            results[k].status, results[k].error = "interrupted", "not done: the job was stopped"
+    if job.bar is not None:
+        job.bar.close()
+    return JobSummary([results[k] for k in sorted(results)], time.perf_counter() - t0,
+                      job.mp_out, interrupted)
 
 
 def write_report(summary: JobSummary, path: Path, extra: dict) -> None:
     doc = {**extra, "seconds": round(summary.seconds, 3),
            "megapixels_out": round(summary.megapixels_out, 4),
            "ok": summary.ok, "failed": summary.failed, "skipped": summary.skipped,
+           "interrupted": summary.interrupted,
            "files": [asdict(r) for r in summary.results]}
     text = json.dumps(doc, indent=2)
     atomic_write(Path(path), lambda tmp: tmp.write_text(text))

@@ -4,6 +4,8 @@ handles alpha, grey, 16-bit, NaN/Inf tiles and out-of-memory."""
 from __future__ import annotations
 
 import logging
+import math
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -22,16 +24,24 @@ from .tiling import Tile, extract, pad_to, paste, plan_tiles
 log = logging.getLogger(__name__)
 
 DEFAULT_TILE = 256
+# 1 gigapixel of output (a 3 GB RGB canvas): far beyond a photo x4, small enough to be refused
+# before it exhausts a typical machine. Raise it with --max-output-pixels.
+DEFAULT_MAX_OUTPUT_PIXELS = 1_000_000_000
 
 
 @dataclass
 class UpscaleStats:
-    """Per-image bookkeeping for the run report."""
+    """Per-image bookkeeping for the run report. ``error`` set: the image failed (no result)."""
 
     tiles: int = 0
     refp32_tiles: int = 0
     oom_retries: int = 0
     warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class UpscaleError(UserError):
+    """One image could not be upscaled (its output would be wrong, or too large)."""
 
 
 @dataclass
@@ -65,7 +75,10 @@ class Upscaler:
                  device: str = "auto", precision: str = "fp32", tile: int = DEFAULT_TILE,
                  overlap: int | None = None, batch: int = 4, threads: int = 0,
                  alpha: str = "bicubic", outscale: float | None = None,
-                 scale: int | None = None) -> None:
+                 scale: int | None = None,
+                 max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS) -> None:
+        check_settings(tile=tile, batch=batch, overlap=overlap, threads=threads, alpha=alpha,
+                       outscale=outscale, max_output_pixels=max_output_pixels, device=device)
         if isinstance(backend, Backend):
             self.backend = backend
         else:
@@ -75,14 +88,9 @@ class Upscaler:
                 engine = default_engine(scale)
             self.backend = open_backend(Path(engine), backend, device, precision, threads,
                                         scale)
-        if tile < 0 or batch < 1:
-            raise UserError("--tile must be >= 0 and --batch >= 1")
-        if alpha not in ("bicubic", "model"):
-            raise UserError(f"--alpha {alpha!r}: bicubic or model")
         self.scale = self.backend.scale
         self.overlap = self.backend.receptive_radius if overlap is None else overlap
-        if overlap is not None and overlap < 0:
-            raise UserError("--overlap must be >= 0")
+        self.max_output_pixels = max_output_pixels
         fixed = self.backend.fixed_shape
         if fixed is not None:
             if fixed[1] != fixed[2]:
@@ -101,11 +109,15 @@ class Upscaler:
     # --- public API ---------------------------------------------------------------------------
     def upscale(self, image):
         """Upscale a PIL image or a numpy array (HxW / HxWx3 / HxWx4, uint8 or uint16);
-        returns the same kind."""
+        returns the same kind. Raises :class:`UpscaleError` when the image fails (output with
+        NaN/Inf and no fp32 fallback, output over ``max_output_pixels``)."""
         if isinstance(image, Image.Image):
-            from .imageio import _from_pil
+            from .imageio import picture_from_pil
 
-            pic = _from_pil(image)
+            try:
+                pic = picture_from_pil(image)
+            except ValueError as exc:
+                raise UserError(f"image: {exc}") from None
             out = self.upscale_picture(pic)
             return Image.fromarray(out.to_array())
         if isinstance(image, Picture):
@@ -116,13 +128,43 @@ class Upscaler:
         return self.upscale_picture(Picture.from_array(arr)).to_array()
 
     def upscale_picture(self, pic: Picture) -> Picture:
-        ((_, out, _),) = list(self.upscale_many([(None, pic)]))
+        ((_, out, stats),) = list(self.upscale_many([(None, pic)]))
+        if out is None:
+            raise UpscaleError(stats.error or "upscaling failed")
         return out
 
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """The result's width and height for an input of ``width`` x ``height``."""
+        if self.outscale is not None and self.outscale != self.scale:
+            return max(1, round(width * self.outscale)), max(1, round(height * self.outscale))
+        return width * self.scale, height * self.scale
+
+    def size_problem(self, width: int, height: int, bits: int = 8) -> str | None:
+        """Why an input of this size would not fit (output over ``max_output_pixels``, or more
+        memory than the machine has free), or None. Cheap: call it before decoding."""
+        ow, oh = self.output_size(width, height)
+        model_px = width * height * self.scale**2
+        biggest = max(ow * oh, model_px)
+        if self.max_output_pixels is not None and biggest > self.max_output_pixels:
+            if ow * oh >= model_px:
+                what = f"output {ow}x{oh}"
+            else:
+                what = f"x{self.scale} model output (before --outscale)"
+            return (f"{what} would be {biggest / 1e6:,.1f} MP, over --max-output-pixels "
+                    f"{self.max_output_pixels:,}")
+        need = estimate_bytes(width, height, self.scale, (ow, oh), bits)
+        free = available_memory()
+        if free is not None and need > free:
+            return (f"needs about {need / 2**30:.1f} GiB for its output, but only "
+                    f"{free / 2**30:.1f} GiB of memory is available")
+        return None
+
     def upscale_many(self, items: Iterable[tuple[Any, Picture]]
-                     ) -> Iterator[tuple[Any, Picture, UpscaleStats]]:
+                     ) -> Iterator[tuple[Any, Picture | None, UpscaleStats]]:
         """Upscale a stream of ``(key, picture)``; tiles of consecutive pictures share batches.
-        Yields ``(key, result, stats)`` in input order as each picture completes."""
+        Yields ``(key, result, stats)`` in input order as each picture completes; a picture
+        that failed yields ``result`` None with ``stats.error`` saying why, and the stream
+        goes on."""
         queue: list[tuple[_Job, Tile, int]] = []  # (job, tile, plane index)
         jobs: list[_Job] = []
         for key, pic in items:
@@ -145,7 +187,8 @@ class Upscaler:
             return self._drain(queue, full_only)
         except _TileTooLarge:
             smallest = 2 * self.overlap + 16
-            current = self.tile or max(max(j.planes[0].shape[:2]) for j in jobs)
+            current = self.tile or max((max(j.planes[0].shape[:2]) for j in jobs if j.planes),
+                                       default=0)
             if self.backend.fixed_shape is not None or current // 2 < smallest:
                 raise UserError("out of memory even for one tile; lower --tile or --batch, "
                                 "or use a smaller model") from None
@@ -154,6 +197,8 @@ class Upscaler:
             log.warning("%s", msg)
             queue = []
             for k, job in enumerate(jobs):
+                if job.stats.error:
+                    continue
                 fresh = self._start(job.key, job.pic)
                 fresh.stats.oom_retries = job.stats.oom_retries + 1
                 fresh.stats.warnings = [*job.stats.warnings, msg]
@@ -167,6 +212,15 @@ class Upscaler:
 
     # --- internals ----------------------------------------------------------------------------
     def _start(self, key: Any, pic: Picture) -> _Job:
+        problem = self.size_problem(pic.width, pic.height, pic.bits)
+        if problem is None:
+            try:
+                return self._plan(key, pic)
+            except MemoryError:
+                problem = "out of memory for its output canvas"
+        return _Job(key, pic, [], [], [], self.tile, 0, UpscaleStats(error=problem))
+
+    def _plan(self, key: Any, pic: Picture) -> _Job:
         colour = pic.colour if not pic.grey else np.repeat(pic.colour[..., None], 3, axis=2)
         planes = [colour]
         if pic.alpha is not None and self.alpha == "model":
@@ -184,8 +238,15 @@ class Upscaler:
                     UpscaleStats(tiles=len(tiles) * len(planes)))
 
     def _drain(self, queue, full_only: bool):
-        """Run batches of same-shaped tiles from the front of the queue."""
+        """Run batches of same-shaped tiles from the front of the queue; tiles of images that
+        already failed are dropped, not computed."""
         while queue and (not full_only or len(queue) >= self.batch):
+            if any(item[0].stats.error for item in queue):
+                for job, _, _ in queue:
+                    if job.stats.error:
+                        job.pending -= 1
+                queue = [item for item in queue if not item[0].stats.error]
+                continue
             t0 = queue[0][1]
             shape = (t0.y.size, t0.x.size)
             group = []
@@ -246,21 +307,31 @@ class Upscaler:
             job.pending -= 1
 
     def _recompute_fp32(self, group, bad: list[int], bits: int, pixels: np.ndarray):
+        """Recompute tiles that came out NaN/Inf in fp32; where there is no fp32 fallback, or
+        it is not finite either, the image fails: NaN would be written as black."""
         with self._fallback_lock:
             if self._fallback is None:
                 self._fallback = self.backend.fp32_fallback()
         if self._fallback is None:
             for k in bad:
-                group[k][0].stats.warnings.append("NaN/Inf in a tile and no fp32 fallback")
+                group[k][0].stats.error = (
+                    f"the model's output holds NaN/Inf in {self.backend.precision} (no fp32 "
+                    "fallback to recompute it): broken weights, or an input it cannot handle")
             return pixels
         sub = [group[k] for k in bad]
         redo = self._fallback.run(self._inputs(sub), bits)
         pixels = pixels.copy()
         for j, k in enumerate(bad):
-            pixels[k] = redo.pixels[j]
             job = group[k][0]
+            if not redo.finite[j]:
+                job.stats.error = ("the model's output holds NaN/Inf, in fp32 too: broken "
+                                   "weights, or an input it cannot handle")
+                continue
+            pixels[k] = redo.pixels[j]
             job.stats.refp32_tiles += 1
         for job in {id(g[0]): g[0] for g in sub}.values():
+            if job.stats.error:
+                continue
             msg = (f"{job.stats.refp32_tiles} tile(s) had NaN/Inf in {self.backend.precision}; "
                    "recomputed in fp32")
             job.stats.warnings = [w for w in job.stats.warnings if "recomputed" not in w] + [msg]
@@ -276,10 +347,19 @@ class Upscaler:
         except ImportError:  # pragma: no cover
             pass
 
-    def _finished(self, jobs: list[_Job]) -> Iterator[tuple[Any, Picture, UpscaleStats]]:
+    def _finished(self, jobs: list[_Job]) -> Iterator[tuple[Any, Picture | None, UpscaleStats]]:
         while jobs and jobs[0].pending == 0:
             job = jobs.pop(0)
-            yield job.key, self._finish(job), job.stats
+            if job.stats.error:
+                yield job.key, None, job.stats
+                continue
+            try:
+                result = self._finish(job)
+            except MemoryError:
+                job.stats.error = "out of memory while finishing its output"
+                result = None
+            job.canvases.clear()  # the result holds what is needed; free the canvas now
+            yield job.key, result, job.stats
 
     def _finish(self, job: _Job) -> Picture:
         pic, s = job.pic, self.scale
@@ -296,11 +376,52 @@ class Upscaler:
             else:
                 alpha = _resize_plane(pic.alpha, w, h)
         out = Picture(np.ascontiguousarray(colour), alpha, pic.icc_profile, pic.exif)
-        if self.outscale is not None and self.outscale != s:
-            ow = max(1, round(pic.width * self.outscale))
-            oh = max(1, round(pic.height * self.outscale))
+        ow, oh = self.output_size(pic.width, pic.height)
+        if (ow, oh) != (w, h):
             out = _resize_picture(out, ow, oh)
         return out
+
+
+def check_settings(*, tile: int = DEFAULT_TILE, batch: int = 1, overlap: int | None = None,
+                   threads: int = 0, alpha: str = "bicubic", outscale: float | None = None,
+                   max_output_pixels: int | None = None, device: str = "auto") -> None:
+    """Refuse bad settings before any model is loaded or image read."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise UserError(f"--device {device!r}: auto, cpu, cuda or cuda:N")
+    if tile < 0 or batch < 1:
+        raise UserError("--tile must be >= 0 and --batch >= 1")
+    if overlap is not None and overlap < 0:
+        raise UserError("--overlap must be >= 0")
+    if threads < 0:
+        raise UserError("--threads must be >= 0 (0 = all)")
+    if alpha not in ("bicubic", "model"):
+        raise UserError(f"--alpha {alpha!r}: bicubic or model")
+    if outscale is not None and not (math.isfinite(outscale) and outscale > 0):
+        raise UserError(f"--outscale {outscale}: must be a finite number > 0")
+    if max_output_pixels is not None and max_output_pixels < 1:
+        raise UserError("--max-output-pixels must be >= 1")
+
+
+def estimate_bytes(width: int, height: int, scale: int, out_size: tuple[int, int],
+                   bits: int = 8) -> int:
+    """Rough peak memory for one image's output: the model-scale canvas, the final image and
+    one encoder copy of it (RGB plus alpha)."""
+    per_px = 4 * (2 if bits == 16 else 1)
+    final = out_size[0] * out_size[1] * per_px
+    return width * height * scale * scale * per_px + 2 * final
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``), or None where
+    unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 class _TileTooLarge(RuntimeError):
