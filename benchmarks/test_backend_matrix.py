@@ -53,6 +53,8 @@ def _backend(model, backend: str, precision: str):
 def test_tile_matrix(benchmark, model, backend: str, precision: str, tile: int,
                      batch: int) -> None:
     b = _backend(model, backend, precision)
+    if benchmark.disabled:  # smoke mode checks the path, not the speed: keep it small
+        tile, batch = 32, 1  # (bf16 is emulated, ~100x slower, on CPUs without AVX512_BF16)
     x = np.random.default_rng(0).random((batch, 3, tile, tile), dtype=np.float32)
     benchmark.extra_info.update(backend=backend, precision=precision, tile=tile, batch=batch,
                                 preset=PRESET, threads=THREADS)
@@ -72,6 +74,8 @@ def test_time_grows_linearly_with_image_size(benchmark, model, megapixels_out: i
     from srgan_runtime import Upscaler
 
     side = int((megapixels_out * 1e6) ** 0.5) // 4
+    if benchmark.disabled:  # smoke mode: the same path on a small image
+        side = 64
     img = np.random.default_rng(1).integers(0, 256, (side, side, 3), dtype=np.uint8)
     up = Upscaler(model[0], backend="torch", device="cpu", precision="bf16", tile=256, batch=4,
                   threads=THREADS)

@@ -321,7 +321,6 @@ def _bench(ckpt, data, tile, batch, backends, device, threads, repeats, min_seco
 
     from .backends import available_backends
     from .models import default_engine, resolve_engine
-
     from .upscaler import check_settings
 
     if tile < 8 or batch < 1:
