@@ -197,7 +197,8 @@ class Upscaler:
             log.warning("%s", msg)
             queue = []
             for k, job in enumerate(jobs):
-                if job.stats.error:
+                if job.stats.error:  # its tiles left with the old queue
+                    job.pending = 0
                     continue
                 fresh = self._start(job.key, job.pic)
                 fresh.stats.oom_retries = job.stats.oom_retries + 1

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import sys
 from collections.abc import Callable, Iterator
 
 import click
 
 from . import __version__
-from .errors import UserError, first_line
+from .errors import UserError, first_line, range_problem
 
 
 @contextlib.contextmanager
@@ -73,26 +72,10 @@ class FiniteFloat(click.ParamType):
         self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
 
     def convert(self, value, param, ctx):
-        if isinstance(value, float):
-            x = value
-        else:
-            try:
-                x = float(value)
-            except (TypeError, ValueError):
-                self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(x):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        lo_bad = self.lo is not None and (x <= self.lo if self.lo_open else x < self.lo)
-        hi_bad = self.hi is not None and (x >= self.hi if self.hi_open else x > self.hi)
-        if lo_bad or hi_bad:
-            self.fail(f"{x:g} is not in {self._range()}", param, ctx)
-        return x
-
-    def _range(self) -> str:
-        left = "-inf" if self.lo is None else f"{self.lo:g}"
-        right = "inf" if self.hi is None else f"{self.hi:g}"
-        return (f"{'(' if self.lo_open or self.lo is None else '['}{left}, {right}"
-                f"{')' if self.hi_open or self.hi is None else ']'}")
+        problem = range_problem(value, self.lo, self.hi, self.lo_open, self.hi_open)
+        if problem:
+            self.fail(problem, param, ctx)
+        return float(value)
 
 
 def setup_logging(verbose: bool, *names: str) -> None:

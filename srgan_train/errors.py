@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class UserError(Exception):
     """A problem with the user's input: reported as one line, exit code 2."""
@@ -28,3 +30,23 @@ def first_line(exc: BaseException) -> str:
         if line.strip():
             return line.strip()
     return type(exc).__name__
+
+
+def range_problem(value: object, lo: float | None = None, hi: float | None = None,
+                  lo_open: bool = False, hi_open: bool = False) -> str | None:
+    """Why ``value`` is not a finite number in the interval, or None. ``float()`` accepts
+    "nan" and "inf", and NaN passes no comparison, so finiteness is checked first."""
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return f"{value!r} is not a number"
+    bad = not math.isfinite(x)
+    if lo is not None:
+        bad = bad or (x <= lo if lo_open else x < lo)
+    if hi is not None:
+        bad = bad or (x >= hi if hi_open else x > hi)
+    if not bad:
+        return None
+    left = ("(" if lo_open or lo is None else "[") + ("-inf" if lo is None else f"{lo:g}")
+    right = ("inf" if hi is None else f"{hi:g}") + (")" if hi_open or hi is None else "]")
+    return f"{value} is not a finite number in {left}, {right}"

@@ -24,7 +24,7 @@ from .checkpoint import load_generator, load_training_state, save_generator, sav
 from .config import GeneratorConfig, preset_config
 from .data import PatchDataset, find_pairs, make_loader
 from .ema import EMA
-from .errors import UserError, first_line
+from .errors import UserError, first_line, range_problem
 from .evaluate import EvalPair, evaluate, load_eval_set, torch_upscaler
 from .losses import PerceptualLoss, adversarial_loss, pixel_loss
 
@@ -105,7 +105,6 @@ class TrainConfig:
         for name in ("warmup_steps", "workers", "threads"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 0")
-        # float() accepts nan and inf, and NaN fails every comparison: check finiteness first.
         _check_float("lr", self.lr, lo=0.0, lo_open=True)
         _check_float("d-lr", self.d_lr, lo=0.0, lo_open=True)
         _check_float("ema-decay", self.ema_decay, lo=0.0, hi=1.0, hi_open=True)
@@ -139,20 +138,9 @@ class TrainConfig:
 
 def _check_float(name: str, value: float, lo: float | None = None, hi: float | None = None,
                  lo_open: bool = False, hi_open: bool = False) -> None:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"--{name} {value!r} is not a number") from None
-    bad = not math.isfinite(x)
-    if lo is not None:
-        bad = bad or (x <= lo if lo_open else x < lo)
-    if hi is not None:
-        bad = bad or (x >= hi if hi_open else x > hi)
-    if bad:
-        left = ("(" if lo_open else "[") + ("-inf" if lo is None else f"{lo:g}")
-        right = ("inf" if hi is None else f"{hi:g}") + (")" if hi_open else "]")
-        span = f"{left}, {right}"
-        raise UserError(f"--{name} {value} must be a finite number in {span}")
+    problem = range_problem(value, lo, hi, lo_open, hi_open)
+    if problem:
+        raise UserError(f"--{name} {problem}")
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: int, min_ratio: float) -> float:
