@@ -4,6 +4,8 @@ compatibility. The build/run tests at the end are marked ``trt`` and need Tensor
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -122,6 +124,24 @@ def test_manifest_round_trip_and_sidecar(tmp_path: Path) -> None:
         read_manifest(engine)
     manifest_path(engine).write_text("{broken")
     with pytest.raises(UserError, match="not valid JSON"):
+        read_manifest(engine)
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("scale", "four", "scale='four'"),
+    ("scale", 0, "scale=0"),
+    ("precision", "int4", "precision='int4'"),
+    ("profile", {"min": [1, 3, 16], "opt": [1, 3, 16, 16], "max": [1, 3, 16, 16]}, "profile min"),
+    ("profile", {"min": [1, 3, 16, 16]}, "lacks min/opt/max"),
+    ("model", {"receptive_radius": "-3"}, "receptive_radius='-3'"),
+])
+def test_manifest_fields_are_validated(field: str, value, words: str, tmp_path: Path) -> None:
+    engine = tmp_path / "m.plan"
+    engine.write_bytes(b"\x00plan")
+    doc = json.loads(_manifest().to_json())
+    doc[field] = value
+    manifest_path(engine).write_text(json.dumps(doc))
+    with pytest.raises(UserError, match=re.escape(words)):
         read_manifest(engine)
     manifest_path(engine).unlink()
     with pytest.raises(UserError, match="no manifest"):
