@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _keep_sigchld_handler() -> Iterator[None]:
+    """A DataLoader with workers installs a process-wide SIGCHLD handler and never removes it;
+    with it left behind, a later test's subprocess exit crashed the test process (SIGSEGV,
+    reproduced: test_data's 2-worker loader, then test_hostile_inputs' subprocesses)."""
+    before = signal.getsignal(signal.SIGCHLD)
+    yield
+    signal.signal(signal.SIGCHLD, before)
 
 
 def data_root() -> Path:

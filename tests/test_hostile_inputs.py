@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shlex
 import signal
 import struct
@@ -33,14 +32,17 @@ BIN = Path(sys.executable).parent
 
 def srrun(*args: str, timeout: float = 300, mem_gb: float | None = None
           ) -> subprocess.CompletedProcess:
-    """``srrun`` in a subprocess, optionally under an address-space limit."""
-    limit = None
+    """``srrun`` in a subprocess, optionally under an address-space limit (set by the child
+    itself: ``preexec_fn`` is unsafe in a parent that runs threads, as torch and OpenVINO do)."""
+    cmd = SRRUN
     if mem_gb is not None:
-        def limit() -> None:
-            size = int(mem_gb * 2**30)
-            resource.setrlimit(resource.RLIMIT_AS, (size, size))
-    r = subprocess.run([*SRRUN, *args], capture_output=True, text=True, timeout=timeout,
-                       preexec_fn=limit)
+        size = int(mem_gb * 2**30)
+        cmd = [sys.executable, "-c",
+               "import resource, runpy, sys; "
+               f"resource.setrlimit(resource.RLIMIT_AS, ({size}, {size})); "
+               "sys.argv[0] = 'srrun'; "
+               "runpy.run_module('srgan_runtime.cli', run_name='__main__')"]
+    r = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout)
     assert "Traceback" not in r.stderr, r.stderr
     return r
 
