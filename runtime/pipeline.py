@@ -250,7 +250,7 @@ def _plan(upscaler: Upscaler, inputs: list[tuple[Path, Path]], out: Path, fmt: s
 
 # --- the job ------------------------------------------------------------------------------------
 
-class _Job:
+class _FolderJob:
     """State shared by the decode thread, the model loop and the encode pool."""
 
     def __init__(self, upscaler: Upscaler, results: dict[int, FileResult],
@@ -349,7 +349,7 @@ def run_job(upscaler: Upscaler, inputs: list[tuple[Path, Path]], out: Path, *,
     job after the writes in flight, with the files not done marked ``interrupted``."""
     results, todo = _plan(upscaler, inputs, out, fmt, overwrite, skip_existing)
     t0 = time.perf_counter()
-    job = _Job(upscaler, results, todo, fmt, max_pixels, progress, prefetch)
+    job = _FolderJob(upscaler, results, todo, fmt, max_pixels, progress, prefetch)
 
     def write(pic: Picture, dst: Path) -> None:
         dst.parent.mkdir(parents=True, exist_ok=True)

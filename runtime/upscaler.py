@@ -242,12 +242,6 @@ class Upscaler:
         """Run batches of same-shaped tiles from the front of the queue; tiles of images that
         already failed are dropped, not computed."""
         while queue and (not full_only or len(queue) >= self.batch):
-            if any(item[0].stats.error for item in queue):
-                for job, _, _ in queue:
-                    if job.stats.error:
-                        job.pending -= 1
-                queue = [item for item in queue if not item[0].stats.error]
-                continue
             t0 = queue[0][1]
             shape = (t0.y.size, t0.x.size)
             group = []
@@ -259,6 +253,8 @@ class Upscaler:
                 break
             queue = queue[len(group):]
             self._run_group(group)
+            if any(job.stats.error for job, _, _ in group):  # only a run can fail a queued job
+                queue = _drop_failed(queue)
         return queue
 
     def _inputs(self, group) -> np.ndarray:
@@ -381,6 +377,17 @@ class Upscaler:
         if (ow, oh) != (w, h):
             out = _resize_picture(out, ow, oh)
         return out
+
+
+def _drop_failed(queue: list) -> list:
+    """The queue without the tiles of images that failed (their count settled)."""
+    kept = []
+    for item in queue:
+        if item[0].stats.error:
+            item[0].pending -= 1
+        else:
+            kept.append(item)
+    return kept
 
 
 def check_settings(*, tile: int = DEFAULT_TILE, batch: int = 1, overlap: int | None = None,
