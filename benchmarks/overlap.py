@@ -23,10 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def main() -> None:
     from machine import machine_info
     from srgan_runtime import Upscaler
+    from srgan_runtime.core.files import list_images, load_rgb
+    from srgan_runtime.core.metrics import psnr
     from srgan_runtime.tiling import plan_tiles, seam_score
-
-    from srgan_train.images import list_images, load_rgb
-    from srgan_train.metrics import psnr
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--engine", required=True)

@@ -7,9 +7,8 @@ import logging
 from pathlib import Path
 
 import click
-
-from srgan_train.clitools import FiniteFloat, toolkit_group
-from srgan_train.errors import UserError
+from srgan_runtime.core.cli import FiniteFloat, toolkit_group
+from srgan_runtime.core.errors import UserError
 
 log = logging.getLogger("srgan_export")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from srgan_train.errors import UserError, first_line
+from srgan_runtime.core.errors import UserError, first_line
 
 ONNX_FORMAT = "srgan-toolkit/onnx"
 

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from srgan_train import __version__
-from srgan_train.errors import UserError, first_line
+from srgan_runtime.core import __version__
+from srgan_runtime.core.errors import UserError, first_line
 
 from .metadata import ModelInfo, read_onnx_info
 from .parity import Gate, ParityReport, run_parity, torch_reference, verification_inputs
@@ -201,7 +200,7 @@ def verify_onnx(
 
 def check_output_path(out: Path, overwrite: bool) -> None:
     """Refuse an existing output without ``overwrite`` and an unwritable folder, up front."""
-    from srgan_train.images import check_output_file
+    from srgan_runtime.core.files import check_output_file
 
     check_output_file(out, "model file", overwrite)
 
@@ -211,10 +210,10 @@ def export_onnx(generator_path: Path, out: Path, options: OnnxExportOptions | No
     """Export a generator file to ``out``. With ``verify`` (default), the file lands only if it
     passes the parity gate; otherwise nothing is left at ``out``."""
     import torch
+    from srgan_runtime.core.files import atomic_write
 
     from srgan_train.archs import receptive_radius
     from srgan_train.checkpoint import file_sha256, load_generator
-    from srgan_train.images import atomic_write
 
     opts = options or OnnxExportOptions()
     if opts.opset not in SUPPORTED_OPSETS:

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from srgan_train.metrics import psnr, ssim, to_uint8
+from srgan_runtime.core.metrics import psnr, ssim, to_uint8
 
 
 @dataclass(frozen=True)
@@ -156,7 +155,7 @@ def default_data_dir() -> Path:
 
 
 def _real_images(scale: int, data_dir: Path | None) -> tuple[list[tuple[str, np.ndarray]], str]:
-    from srgan_train.images import list_images, load_rgb
+    from srgan_runtime.core.files import list_images, load_rgb
 
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     for sub in (f"Set5/LR_bicubic/X{scale}", "Set5/LR_bicubic/X4"):

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from srgan_train import __version__
-from srgan_train.errors import UserError
+from srgan_runtime.core import __version__
+from srgan_runtime.core.errors import UserError
 
 from .metadata import ModelInfo
 
@@ -385,7 +385,7 @@ def build_serialized(env: TrtEnvironment, onnx_path: Path, info: ModelInfo, prof
     if serialized is None:
         raise UserError(f"{onnx_path}: TensorRT failed to build the engine (see its log above)")
     if timing_cache is not None:
-        from srgan_train.images import atomic_write
+        from srgan_runtime.core.files import atomic_write
 
         new = bytes(config.get_timing_cache().serialize())
         atomic_write(timing_cache, lambda tmp: tmp.write_bytes(new))
@@ -422,8 +422,9 @@ def build_engine(onnx_path: Path, out: Path, info: ModelInfo, profile: Profile,
                  env: TrtEnvironment | None = None) -> EngineResult:
     """Build (or reuse from the engine cache) an engine for ``onnx_path`` and write it with its
     manifest beside it."""
+    from srgan_runtime.core.files import atomic_write
+
     from srgan_train.checkpoint import file_sha256
-    from srgan_train.images import atomic_write
 
     env = env or trt_environment()
     options.validate()
@@ -546,7 +547,7 @@ def check_engine(engine: Path, onnx_path: Path, info: ModelInfo, env: TrtEnviron
     """Compare a built engine with PyTorch (``ckpt``) or, without one, with the source ONNX in
     ONNX Runtime CPU, under the export gate. A failing engine is removed with its manifest
     (and its engine-cache copy); a passing one gets the numbers in its manifest."""
-    from srgan_train.images import atomic_write
+    from srgan_runtime.core.files import atomic_write
 
     from .parity import Gate, fit_to_profile, run_parity, torch_reference, verification_inputs
 

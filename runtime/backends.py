@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from srgan_train.errors import UserError, first_line
+from srgan_runtime.core.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 

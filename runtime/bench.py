@@ -20,11 +20,10 @@ from pathlib import Path
 
 import click
 import numpy as np
-
-from srgan_train import __version__
-from srgan_train.clitools import FiniteFloat, one_line_errors, setup_logging
-from srgan_train.errors import UserError
-from srgan_train.images import check_output_file
+from srgan_runtime.core import __version__
+from srgan_runtime.core.cli import FiniteFloat, one_line_errors, setup_logging
+from srgan_runtime.core.errors import UserError
+from srgan_runtime.core.files import check_output_file
 
 log = logging.getLogger("srgan_runtime.bench")
 
@@ -178,9 +177,9 @@ def run_row(row: Row, engine: Path, *, eval_pairs, reference_outputs, device: st
             threads: int, repeats: int, min_seconds: float, macs_per_px: float,
             limits: dict) -> Row:
     from srgan_export.parity import Gate
+    from srgan_runtime.core.metrics import psnr
 
     from srgan_train.evaluate import evaluate
-    from srgan_train.metrics import psnr
 
     from .backends import open_backend
     from .upscaler import Upscaler
@@ -261,8 +260,9 @@ def format_table(machine: dict, limits: dict, rows: list[Row]) -> str:
 
 
 def _eval_set(data: Path | None, scale: int):
+    from srgan_runtime.core.files import downscale
+
     from srgan_train.evaluate import EvalPair, load_eval_set
-    from srgan_train.images import downscale
     from srgan_train.synth import texture
 
     root = data if data is not None else Path(os.environ.get("SR_DATA_DIR",
@@ -408,7 +408,7 @@ def _bench(ckpt, data, tile, batch, backends, device, threads, repeats, min_seco
                             "macs_per_lr_pixel": macs},
                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "rows": [_row_dict(r) for r in rows]}
-        from srgan_train.images import atomic_write
+        from srgan_runtime.core.files import atomic_write
 
         text = json.dumps(doc, indent=2)
         atomic_write(json_path, lambda p: p.write_text(text))

@@ -6,9 +6,8 @@ import logging
 from pathlib import Path
 
 import click
-
-from srgan_train.clitools import FiniteFloat, toolkit_group
-from srgan_train.errors import UserError
+from srgan_runtime.core.cli import FiniteFloat, toolkit_group
+from srgan_runtime.core.errors import UserError
 
 from .upscaler import DEFAULT_MAX_OUTPUT_PIXELS
 
@@ -72,7 +71,7 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str 
             report: Path | None, max_pixels: int, max_output_pixels: int, scale: str | None,
             progress: bool) -> None:
     """Upscale image files, folders or globs into OUT."""
-    from srgan_train.images import check_output_file
+    from srgan_runtime.core.files import check_output_file
 
     from .models import default_engine, resolve_engine
     from .pipeline import check_output_option, collect_inputs, run_job, write_report

@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 
-from srgan_train.errors import ImageError, SkippedImage, UserError
-from srgan_train.images import IMAGE_SUFFIXES, atomic_write, folder_problem
+from srgan_runtime.core.errors import ImageError, SkippedImage, UserError
+from srgan_runtime.core.files import IMAGE_SUFFIXES, atomic_write, folder_problem
 
-from .imageio import (
+from .core.imageio import (
     FORMATS,
     PNG_LEVEL,
     Picture,

@@ -14,11 +14,10 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-
-from srgan_train.errors import UserError
+from srgan_runtime.core.errors import UserError
 
 from .backends import Backend, open_backend
-from .imageio import Picture
+from .core.imageio import Picture
 from .tiling import Tile, extract, pad_to, paste, plan_tiles
 
 log = logging.getLogger(__name__)
@@ -112,7 +111,7 @@ class Upscaler:
         returns the same kind. Raises :class:`UpscaleError` when the image fails (output with
         NaN/Inf and no fp32 fallback, output over ``max_output_pixels``)."""
         if isinstance(image, Image.Image):
-            from .imageio import picture_from_pil
+            from .core.imageio import picture_from_pil
 
             try:
                 pic = picture_from_pil(image)

@@ -1,7 +1,7 @@
-"""SRGAN/SRResNet training: architectures, data, training loop, checkpoints and metrics.
+"""SRGAN/SRResNet training: the generator's torch definition, data, training loop and
+checkpoints. Errors, files, images and metrics come from the torch-free base,
+:mod:`srgan_runtime.core`."""
 
-Importing the package is cheap: torch is imported only by the modules that need it, so the
-numpy-only parts (``metrics``, ``images``) stay usable without it.
-"""
+from srgan_runtime.core import __version__
 
-__version__ = "0.1.0"
+__all__ = ["__version__"]

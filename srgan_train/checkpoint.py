@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from srgan_runtime.core import __version__
+from srgan_runtime.core.errors import UserError, first_line
+from srgan_runtime.core.files import atomic_write
 from torch import nn
 
-from . import __version__
 from .archs import Generator, build_generator
 from .config import GeneratorConfig
-from .errors import UserError, first_line
-from .images import atomic_write
 
 FORMAT = "srgan-toolkit/generator"
 FORMAT_VERSION = "1"

@@ -10,9 +10,8 @@ import logging
 from pathlib import Path
 
 import click
-
-from .clitools import FiniteFloat, toolkit_group
-from .errors import UserError, first_line
+from srgan_runtime.core.cli import FiniteFloat, toolkit_group
+from srgan_runtime.core.errors import UserError, first_line
 
 log = logging.getLogger("srgan_train")
 
@@ -271,11 +270,18 @@ def eval_cmd(ckpt: Path | None, data: Path, scale: str | None, bicubic_only: boo
 def compare(hr_image: Path, lr_image: Path | None, models: tuple[str, ...], box: str, zoom: int,
             out: Path, overwrite: bool, device: str) -> None:
     """Side-by-side crops: bicubic | each model | HR, labelled with whole-image PSNR/SSIM."""
+    from srgan_runtime.core.files import (
+        check_output_file,
+        downscale,
+        load_rgb,
+        save_png,
+        upscale_bicubic,
+    )
+    from srgan_runtime.core.metrics import modcrop
+
     from .checkpoint import load_generator
     from .compare import Box, Panel, comparison_strip, score_label
     from .evaluate import torch_upscaler
-    from .images import check_output_file, downscale, load_rgb, save_png, upscale_bicubic
-    from .metrics import modcrop
     from .train import pick_device
 
     crop = Box.parse(box)

@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from .errors import UserError
-from .metrics import score_sr
+from srgan_runtime.core.errors import UserError
+from srgan_runtime.core.metrics import score_sr
 
 GAP = 6  # pixels of white between panels
 LABEL_HEIGHT = 34

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields, replace
 
-from .errors import UserError
+from srgan_runtime.core.errors import UserError
 
 SUPPORTED_SCALES = (2, 3, 4)
 # Far above any preset (srresnet: 64 channels, 16 blocks, 9x9 kernels); they bound what a

@@ -12,9 +12,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-
-from .errors import ImageError, UserError
-from .images import IMAGE_SUFFIXES, downscale, list_images, load_rgb
+from srgan_runtime.core.errors import ImageError, UserError
+from srgan_runtime.core.files import IMAGE_SUFFIXES, downscale, list_images, load_rgb
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from srgan_runtime.core.errors import ImageError, UserError
+from srgan_runtime.core.files import upscale_bicubic
+from srgan_runtime.core.metrics import score_sr
 
 from .data import find_pairs, load_pair
-from .errors import ImageError, UserError
-from .images import upscale_bicubic
-from .metrics import score_sr
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +112,7 @@ def torch_upscaler(model, device="cpu", max_lr_pixels: int = 1 << 20,
     model alone, so it is reported as such.
     """
     import torch
-
-    from .metrics import to_uint8
+    from srgan_runtime.core.metrics import to_uint8
 
     def run(lr: np.ndarray) -> np.ndarray:
         if lr.shape[0] * lr.shape[1] > max_lr_pixels:

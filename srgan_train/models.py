@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import UserError
+from srgan_runtime.core.errors import UserError
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from .images import save_png
+from srgan_runtime.core.files import save_png
 
 
 def texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:

@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from srgan_runtime.core import __version__
+from srgan_runtime.core.errors import UserError, first_line, range_problem
 from torch import nn
 
-from . import __version__
 from .archs import Discriminator, Generator, build_generator, count_parameters
 from .checkpoint import load_generator, load_training_state, save_generator, save_training_state
 from .config import GeneratorConfig, preset_config
 from .data import PatchDataset, find_pairs, make_loader
 from .ema import EMA
-from .errors import UserError, first_line, range_problem
 from .evaluate import EvalPair, evaluate, load_eval_set, torch_upscaler
 from .losses import PerceptualLoss, adversarial_loss, pixel_loss
 

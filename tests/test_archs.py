@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from srgan_runtime.core.errors import UserError
 from torch import nn
 
 from srgan_train.archs import (
@@ -14,7 +15,6 @@ from srgan_train.archs import (
     receptive_radius,
 )
 from srgan_train.config import PRESETS, GeneratorConfig, preset_config
-from srgan_train.errors import UserError
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
+from srgan_runtime.core import __version__
+from srgan_runtime.core.errors import UserError
 
-from srgan_train import __version__
 from srgan_train.archs import build_generator
 from srgan_train.checkpoint import (
     load_generator,
@@ -19,7 +20,6 @@ from srgan_train.checkpoint import (
     save_training_state,
 )
 from srgan_train.config import preset_config
-from srgan_train.errors import UserError
 
 
 def test_generator_round_trip_is_self_describing(tmp_path: Path) -> None:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from srgan_runtime.core.errors import UserError
 
 from srgan_train.cli import cli
 from srgan_train.compare import GAP, LABEL_HEIGHT, Box, Panel, comparison_strip
-from srgan_train.errors import UserError
 
 
 def test_strip_layout_and_exact_nearest_zoom(rng: np.random.Generator) -> None:

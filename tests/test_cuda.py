@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from conftest import image_set
 from srgan_runtime import Upscaler
-from srgan_runtime.imageio import Picture
-
-from srgan_train.metrics import psnr, ssim
+from srgan_runtime.core.imageio import Picture
+from srgan_runtime.core.metrics import psnr, ssim
 
 
 def _cuda() -> bool:
@@ -26,7 +25,7 @@ pytestmark = [pytest.mark.cuda,
 
 
 def _set5_lr() -> list[tuple[str, np.ndarray]]:
-    from srgan_train.images import list_images, load_rgb
+    from srgan_runtime.core.files import list_images, load_rgb
 
     imgs = [(p.stem, load_rgb(p)) for p in list_images(image_set("Set5") / "LR_bicubic" / "X4")]
     baby = dict(imgs)["baby"]  # + a 128x256 real image: several 96-pixel tiles each way
@@ -34,7 +33,7 @@ def _set5_lr() -> list[tuple[str, np.ndarray]]:
 
 
 def _y_ssim(a: np.ndarray, b: np.ndarray) -> float:
-    from srgan_train.metrics import rgb_to_y
+    from srgan_runtime.core.metrics import rgb_to_y
 
     return ssim(rgb_to_y(a), rgb_to_y(b))
 
@@ -153,7 +152,7 @@ def test_srrun_folder_on_cuda_fp16(tmp_path: Path) -> None:
     ok = [f for f in report["files"] if f["status"] == "ok"]
     assert len(ok) == 5
     ref = Upscaler(backend="torch", device="cpu", tile=0)
-    from srgan_train.images import load_rgb
+    from srgan_runtime.core.files import load_rgb
 
     for name, img in _set5_lr()[:5]:
         got = load_rgb(out / f"{name}_x4.png")

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from srgan_runtime.core.errors import UserError
+from srgan_runtime.core.files import downscale, load_rgb
 
 from srgan_train.data import PatchDataset, augment, find_pairs, load_pair, make_loader
-from srgan_train.errors import UserError
-from srgan_train.images import downscale, load_rgb
 
 
 def _write(path: Path, arr: np.ndarray, mode: str | None = None) -> None:

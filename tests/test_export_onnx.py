@@ -19,9 +19,9 @@ from srgan_export import (
     read_onnx_info,
     verify_file,
 )
+from srgan_runtime.core.errors import UserError
 
 from srgan_train.checkpoint import file_sha256, load_generator
-from srgan_train.errors import UserError
 
 
 def _opts(**kw) -> OnnxExportOptions:

@@ -255,11 +255,11 @@ def test_huge_config_in_a_small_model_file_is_refused_before_allocating(
 def test_generator_with_wrong_tensors_names_what_differs(tmp_path: Path) -> None:
     import torch
     from safetensors.torch import save_file
+    from srgan_runtime.core.errors import UserError
 
     from srgan_train.archs import build_generator
     from srgan_train.checkpoint import load_generator
     from srgan_train.config import preset_config
-    from srgan_train.errors import UserError
 
     cfg = preset_config("tiny", 4)
     state = {k: v.contiguous() for k, v in build_generator(cfg).state_dict().items()}
@@ -429,7 +429,8 @@ def test_bad_training_numbers_are_exit_2(option: list[str], tmp_path: Path,
 
 
 def test_training_config_api_refuses_nan(tmp_path: Path) -> None:
-    from srgan_train.errors import UserError
+    from srgan_runtime.core.errors import UserError
+
     from srgan_train.train import TrainConfig
 
     with pytest.raises(UserError, match="--lr"):
@@ -627,8 +628,7 @@ def test_output_name_and_format_that_disagree_are_refused(generator_file: Path,
 
 def test_max_pixels_governs_above_pillows_own_limit(tmp_path: Path) -> None:
     from srgan_runtime import load_image
-
-    from srgan_train.errors import ImageError
+    from srgan_runtime.core.errors import ImageError
 
     big = png_header_only(tmp_path / "big.png", 15000, 12000)  # 180 MP: over Pillow's 179 MP
     with pytest.raises(ImageError) as info:  # allowed, so it is decoded (and is truncated)

@@ -8,8 +8,7 @@ import sys
 import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-from srgan_train.metrics import modcrop, psnr, rgb_to_y, score_sr, shave, ssim, to_uint8
+from srgan_runtime.core.metrics import modcrop, psnr, rgb_to_y, score_sr, shave, ssim, to_uint8
 
 
 def test_psnr_known_value() -> None:
@@ -71,7 +70,7 @@ def test_score_sr_crops_hr_and_requires_integers(rng: np.random.Generator) -> No
 def test_metrics_and_images_need_no_torch() -> None:
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "import srgan_train.metrics, srgan_train.images, srgan_train.evaluate\n"
+        "import srgan_runtime.core.metrics, srgan_runtime.core.files, srgan_train.evaluate\n"
         "print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from srgan_runtime.core.errors import UserError
 
 import srgan_train.models as models
 from srgan_train.checkpoint import load_generator
-from srgan_train.errors import UserError
 
 
 def test_resolve_by_file_folder_and_name(tmp_path: Path, generator_file: Path,

@@ -14,16 +14,15 @@ from srgan_export import OnnxExportOptions, export_onnx
 from srgan_export.parity import Gate, compare_outputs
 from srgan_runtime import Upscaler, load_image, open_backend, save_image
 from srgan_runtime.backends import Backend, Output, quantize
-from srgan_runtime.imageio import Picture
+from srgan_runtime.core.errors import UserError
+from srgan_runtime.core.imageio import Picture
+from srgan_runtime.core.metrics import psnr
 from srgan_runtime.tiling import plan_tiles, seam_score
-
-from srgan_train.errors import UserError
-from srgan_train.metrics import psnr
 
 
 def _lr_images(name: str, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
     folder = image_set(name) / "LR_bicubic" / "X4"
-    from srgan_train.images import list_images, load_rgb
+    from srgan_runtime.core.files import list_images, load_rgb
 
     files = list_images(folder)[:limit]
     return [(p.stem, load_rgb(p)) for p in files]
@@ -313,7 +312,7 @@ def test_tensorrt_backend_parity(generator_file: Path, onnx_files, tmp_path: Pat
 
 def test_png_level_changes_size_not_pixels(tmp_path: Path) -> None:
     """zlib level is a speed/size trade only: identical pixels (8- and 16-bit), smaller at 9."""
-    from srgan_runtime.imageio import encode_image
+    from srgan_runtime.core.imageio import encode_image
 
     y, x = np.mgrid[0:96, 0:128]
     smooth = np.stack([x * 2, y * 2, (x + y)], axis=2).astype(np.uint8)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from srgan_runtime.core.errors import UserError
 
 from srgan_train.archs import build_generator
 from srgan_train.checkpoint import load_generator, save_generator
 from srgan_train.config import GeneratorConfig, preset_config
 from srgan_train.ema import EMA
-from srgan_train.errors import UserError
 from srgan_train.train import TrainConfig, Trainer, lr_factor, prepare_run_dir
 
 

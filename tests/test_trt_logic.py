@@ -23,8 +23,7 @@ from srgan_export.trt_engine import (
     plan_precision,
     read_manifest,
 )
-
-from srgan_train.errors import UserError
+from srgan_runtime.core.errors import UserError
 
 INFO = ModelInfo(scale=4, preset="tiny", precision="fp16")
 
