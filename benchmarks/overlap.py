@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def main() -> None:
     from machine import machine_info
+
     from srgan_runtime import Upscaler
     from srgan_runtime.core.files import list_images, load_rgb
     from srgan_runtime.core.metrics import psnr

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from srgan_train.archs import build_generator, macs_per_lr_pixel
+from srgan_runtime.core.generator import macs_per_lr_pixel
+from srgan_train.archs import build_generator
 from srgan_train.checkpoint import save_generator
 from srgan_train.config import preset_config
 

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import click
+
 from srgan_runtime.core.cli import FiniteFloat, toolkit_group
 from srgan_runtime.core.errors import UserError
 

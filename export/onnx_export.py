@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from srgan_runtime.core import __version__
 from srgan_runtime.core.errors import UserError, first_line
 
@@ -210,10 +211,10 @@ def export_onnx(generator_path: Path, out: Path, options: OnnxExportOptions | No
     """Export a generator file to ``out``. With ``verify`` (default), the file lands only if it
     passes the parity gate; otherwise nothing is left at ``out``."""
     import torch
-    from srgan_runtime.core.files import atomic_write
 
-    from srgan_train.archs import receptive_radius
-    from srgan_train.checkpoint import file_sha256, load_generator
+    from srgan_runtime.core.files import atomic_write, file_sha256
+    from srgan_runtime.core.generator import receptive_radius
+    from srgan_train.checkpoint import load_generator
 
     opts = options or OnnxExportOptions()
     if opts.opset not in SUPPORTED_OPSETS:

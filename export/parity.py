@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from srgan_runtime.core.metrics import psnr, ssim, to_uint8
 
 

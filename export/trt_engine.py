@@ -422,9 +422,7 @@ def build_engine(onnx_path: Path, out: Path, info: ModelInfo, profile: Profile,
                  env: TrtEnvironment | None = None) -> EngineResult:
     """Build (or reuse from the engine cache) an engine for ``onnx_path`` and write it with its
     manifest beside it."""
-    from srgan_runtime.core.files import atomic_write
-
-    from srgan_train.checkpoint import file_sha256
+    from srgan_runtime.core.files import atomic_write, file_sha256
 
     env = env or trt_environment()
     options.validate()

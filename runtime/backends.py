@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from srgan_runtime.core.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,8 @@ class TorchBackend(Backend):
                  threads: int = 0, channels_last: bool = True) -> None:
         import torch
 
-        from srgan_train.archs import receptive_radius, subpixel_tail
+        from srgan_runtime.core.generator import receptive_radius
+        from srgan_train.archs import subpixel_tail
         from srgan_train.checkpoint import load_generator
 
         if device.startswith("cuda") and not torch.cuda.is_available():

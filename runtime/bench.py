@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+
 from srgan_runtime.core import __version__
 from srgan_runtime.core.cli import FiniteFloat, one_line_errors, setup_logging
 from srgan_runtime.core.errors import UserError
@@ -178,7 +179,6 @@ def run_row(row: Row, engine: Path, *, eval_pairs, reference_outputs, device: st
             limits: dict) -> Row:
     from srgan_export.parity import Gate
     from srgan_runtime.core.metrics import psnr
-
     from srgan_train.evaluate import evaluate
 
     from .backends import open_backend
@@ -261,7 +261,6 @@ def format_table(machine: dict, limits: dict, rows: list[Row]) -> str:
 
 def _eval_set(data: Path | None, scale: int):
     from srgan_runtime.core.files import downscale
-
     from srgan_train.evaluate import EvalPair, load_eval_set
     from srgan_train.synth import texture
 
@@ -314,9 +313,9 @@ def bench_cmd(ckpt: str | None, data: Path | None, tile: int, batch: int, backen
 def _bench(ckpt, data, tile, batch, backends, device, threads, repeats, min_seconds,
            json_path, min_psnr) -> int:
     import torch
-    from srgan_export import OnnxExportOptions, export_onnx
 
-    from srgan_train.archs import macs_per_lr_pixel
+    from srgan_export import OnnxExportOptions, export_onnx
+    from srgan_runtime.core.generator import macs_per_lr_pixel
     from srgan_train.checkpoint import load_generator
 
     from .backends import available_backends

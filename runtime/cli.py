@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import click
+
 from srgan_runtime.core.cli import FiniteFloat, toolkit_group
 from srgan_runtime.core.errors import UserError
 
@@ -107,7 +108,7 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str 
 @cli.command()
 def models() -> None:
     """List the bundled models (use one with --model NAME)."""
-    from srgan_train.checkpoint import read_generator_metadata
+    from srgan_runtime.core.generator import read_generator_metadata
 
     from .models import bundled_models
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from srgan_runtime.core.errors import UserError
-
 from srgan_train.models import bundled_models, default_generator, resolve_generator
 
 __all__ = ["bundled_models", "default_engine", "resolve_engine"]

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
 from srgan_runtime.core.errors import UserError
 
 from .backends import Backend, open_backend

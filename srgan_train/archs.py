@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import GeneratorConfig
+from srgan_runtime.core.generator import GeneratorConfig
 
 
 class ResidualBlock(nn.Module):
@@ -225,41 +225,6 @@ def subpixel_tail(model: Generator) -> Generator:
     g.upsample = nn.Sequential(*head, conv, new_act.to(dev, dt))
     g.tail = nn.Sequential(new_tail.to(dev, dt), nn.PixelShuffle(f))
     return g
-
-
-def receptive_radius(config: GeneratorConfig) -> int:
-    """Radius, in LR pixels, of the generator's receptive field (bicubic branch included).
-
-    Tiles need at least this much context on each side for a seamless result.
-    """
-    per_block = 4 if config.block == "bottleneck" else 2
-    r = config.head_kernel // 2 + per_block * config.blocks + 1  # head, blocks, trunk conv
-    res = 1
-    for f in [2, 2] if config.scale == 4 else [config.scale]:
-        r += 1 / res  # the 3x3 conv before each PixelShuffle runs at the current resolution
-        res *= f
-    r += (config.tail_kernel // 2) / res
-    return max(math.ceil(r), 2)
-
-
-def macs_per_lr_pixel(config: GeneratorConfig) -> float:
-    """Multiply-accumulates of the generator per input (LR) pixel, counted layer by layer
-    (convolutions at their own resolution; the bicubic skip included)."""
-    c, s = config.channels, config.scale
-    macs = config.in_channels * c * config.head_kernel**2
-    if config.block == "bottleneck":
-        b = config.bottleneck_channels
-        per_block = (c * b + 2 * b * b + b * c) * 9
-    else:
-        per_block = 2 * c * c * 9
-    macs += config.blocks * per_block + c * c * 9  # blocks and trunk conv
-    res = 1
-    for f in [2, 2] if s == 4 else [s]:
-        macs += res * c * c * f * f * 9  # conv before PixelShuffle at the current resolution
-        res *= f * f
-    macs += res * c * config.out_channels * config.tail_kernel**2
-    macs += config.in_channels * s * s * 25  # depthwise 5x5 bicubic phases
-    return float(macs)
 
 
 def count_parameters(module: nn.Module) -> int:

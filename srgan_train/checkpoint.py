@@ -6,25 +6,29 @@ checkpoints are read with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
 from srgan_runtime.core import __version__
 from srgan_runtime.core.errors import UserError, first_line
 from srgan_runtime.core.files import atomic_write
-from torch import nn
+from srgan_runtime.core.generator import (
+    ARCH,
+    FORMAT,
+    FORMAT_VERSION,
+    generator_config,
+    read_generator_metadata,
+    read_safetensors_header,
+)
 
 from .archs import Generator, build_generator
 from .config import GeneratorConfig
-
-FORMAT = "srgan-toolkit/generator"
-FORMAT_VERSION = "1"
 
 
 @dataclass
@@ -65,7 +69,7 @@ def save_generator(
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "arch": "srgan_generator",
+        "arch": ARCH,
         "preset": preset,
         "scale": str(cfg.scale),
         "channels": str(cfg.channels),
@@ -82,70 +86,6 @@ def save_generator(
         meta[k] = v if isinstance(v, str) else json.dumps(v)
     state = _plain_state(model)
     atomic_write(Path(path), lambda tmp: save_file(state, str(tmp), metadata=meta))
-
-
-def read_generator_metadata(path: Path) -> dict[str, str]:
-    """The metadata of a generator file, validated; raises UserError for foreign/corrupt files."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such generator file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as exc:  # safetensors raises several private error types
-        raise UserError(f"{path}: not a readable safetensors generator file ({exc})") from None
-    if meta.get("format") != FORMAT:
-        raise UserError(f"{path}: not a generator file of this toolkit (no '{FORMAT}' metadata)")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise UserError(
-            f"{path}: generator format version {meta.get('format_version')} is not supported"
-        )
-    _check_metadata(path, meta)
-    return meta
-
-
-def _check_metadata(path: Path, meta: dict[str, str]) -> None:
-    """The fields that tools read and print: present and of the right kind."""
-    from .config import SUPPORTED_SCALES
-
-    def number(key: str, kind: type, required: bool = False) -> None:
-        if key not in meta:
-            if required:
-                raise UserError(f"{path}: generator metadata has no {key!r}")
-            return
-        try:
-            value = kind(meta[key])
-        except (TypeError, ValueError):
-            raise UserError(f"{path}: generator metadata {key}={meta[key]!r} is not a "
-                            f"{kind.__name__}") from None
-        if (kind is float and not math.isfinite(value)) or value < 0:
-            raise UserError(f"{path}: generator metadata {key}={meta[key]!r} is out of range")
-
-    number("scale", int, required=True)
-    if int(meta["scale"]) not in SUPPORTED_SCALES:
-        raise UserError(f"{path}: generator metadata scale={meta['scale']} is not one of "
-                        f"{', '.join(map(str, SUPPORTED_SCALES))}")
-    number("step", int)
-    number("val_psnr", float)
-    if "config" not in meta:
-        raise UserError(f"{path}: generator metadata has no 'config'")
-
-
-def generator_config(path: Path, meta: dict[str, str]) -> GeneratorConfig:
-    """The stored generator config, validated (types, ranges, scale as in the metadata)."""
-    try:
-        cfg = GeneratorConfig.from_json(meta["config"])
-    except UserError as exc:
-        raise UserError(f"{path}: generator metadata has no valid config ({exc})") from None
-    except (KeyError, ValueError, TypeError) as exc:
-        raise UserError(f"{path}: generator metadata has no valid config "
-                        f"({first_line(exc)})") from None
-    if cfg.scale != int(meta["scale"]):
-        raise UserError(f"{path}: metadata says x{meta['scale']} but its config is "
-                        f"x{cfg.scale}")
-    return cfg
 
 
 def expected_tensors(cfg: GeneratorConfig) -> dict[str, tuple[int, ...]]:
@@ -200,38 +140,6 @@ def check_generator_tensors(path: Path, cfg: GeneratorConfig) -> None:
             raise UserError(f"{path}: tensor {name} has dtype {spec.get('dtype')}")
 
 
-def read_safetensors_header(path: Path) -> dict[str, dict]:
-    """The JSON header of a safetensors file (tensor names, dtypes, shapes, offsets; and
-    ``__metadata__``), read without touching the tensor data. Raises ValueError when the file
-    is not a well-formed safetensors file (bounds checked against the file size)."""
-    size = Path(path).stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise ValueError("shorter than a safetensors header")
-        n = int.from_bytes(head, "little")
-        if n <= 1 or n > min(size - 8, 100 << 20):  # safetensors' own 100 MB header limit
-            raise ValueError(f"header length {n} does not fit the file")
-        try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"header is not JSON ({exc})") from None
-    if not isinstance(header, dict):
-        raise ValueError("header is not a JSON object")
-    data = size - 8 - n
-    for name, spec in header.items():
-        if name == "__metadata__":
-            continue
-        ok = (isinstance(spec, dict) and isinstance(spec.get("shape"), list)
-              and all(isinstance(d, int) and d >= 0 for d in spec["shape"])
-              and isinstance(spec.get("data_offsets"), list) and len(spec["data_offsets"]) == 2
-              and all(isinstance(o, int) for o in spec["data_offsets"])
-              and 0 <= spec["data_offsets"][0] <= spec["data_offsets"][1] <= data)
-        if not ok:
-            raise ValueError(f"tensor {name!r} has a malformed entry")
-    return header
-
-
 def load_generator(path: Path, device: str | torch.device = "cpu") -> GeneratorFile:
     """Load a generator file into an eval-mode model; raises UserError on any mismatch.
 
@@ -256,14 +164,6 @@ def load_generator(path: Path, device: str | torch.device = "cpu") -> GeneratorF
                         f"({first_line(exc)})") from None
     model.eval().to(device)
     return GeneratorFile(model=model, config=cfg, metadata=meta, path=path)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_training_state(state: dict[str, Any], path: Path) -> None:

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 import click
+
 from srgan_runtime.core.cli import FiniteFloat, toolkit_group
 from srgan_runtime.core.errors import UserError, first_line
 
@@ -178,7 +179,7 @@ def _fit_values(opts: dict) -> dict:
 
 def _fill_from_init(values: dict) -> dict:
     """Default --preset and --scale to the --init generator's, and check they agree."""
-    from .checkpoint import read_generator_metadata
+    from srgan_runtime.core.generator import read_generator_metadata
 
     if values["init"] is None:
         values["preset"] = values["preset"] or "small"
@@ -327,7 +328,7 @@ def presets() -> None:
 @click.argument("ckpt", type=click.Path(path_type=Path))
 def info(ckpt: Path) -> None:
     """Print a generator file's metadata."""
-    from .checkpoint import read_generator_metadata
+    from srgan_runtime.core.generator import read_generator_metadata
 
     meta = read_generator_metadata(_resolve_generator_path(ckpt))
     click.echo(json.dumps(meta, indent=2, sort_keys=True))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from srgan_runtime.core.errors import UserError
 from srgan_runtime.core.metrics import score_sr
 

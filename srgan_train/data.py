@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
 from srgan_runtime.core.errors import ImageError, UserError
 from srgan_runtime.core.files import IMAGE_SUFFIXES, downscale, list_images, load_rgb
 

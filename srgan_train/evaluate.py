@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
 from srgan_runtime.core.errors import ImageError, UserError
 from srgan_runtime.core.files import upscale_bicubic
 from srgan_runtime.core.metrics import score_sr
@@ -112,6 +113,7 @@ def torch_upscaler(model, device="cpu", max_lr_pixels: int = 1 << 20,
     model alone, so it is reported as such.
     """
     import torch
+
     from srgan_runtime.core.metrics import to_uint8
 
     def run(lr: np.ndarray) -> np.ndarray:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from srgan_runtime.core.errors import UserError
 from torch import nn
+
+from srgan_runtime.core.errors import UserError
 
 
 def pixel_loss(kind: str):

@@ -43,7 +43,7 @@ def default_generator(scale: int | None = None) -> Path:
         if "default" in models:
             return models["default"]
         raise UserError("no generator given and no bundled default model in this build")
-    from .checkpoint import read_generator_metadata
+    from srgan_runtime.core.generator import read_generator_metadata
 
     order = ["default", f"x{scale}", *sorted(models)]
     for name in dict.fromkeys(n for n in order if n in models):

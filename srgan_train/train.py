@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
 from srgan_runtime.core import __version__
 from srgan_runtime.core.errors import UserError, first_line, range_problem
-from torch import nn
 
 from .archs import Discriminator, Generator, build_generator, count_parameters
 from .checkpoint import load_generator, load_training_state, save_generator, save_training_state

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from srgan_runtime.core.errors import UserError, first_line
 from torch import nn
+
+from srgan_runtime.core.errors import UserError, first_line
 
 # torchvision's configuration "E": numbers are conv widths, "M" is max-pooling.
 _VGG19 = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from srgan_runtime.core.errors import UserError
 from torch import nn
 
+from srgan_runtime.core.errors import UserError
+from srgan_runtime.core.generator import receptive_radius
 from srgan_train.archs import (
     Discriminator,
     build_generator,
     count_parameters,
-    receptive_radius,
 )
 from srgan_train.config import PRESETS, GeneratorConfig, preset_config
 

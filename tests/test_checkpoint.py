@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
+
 from srgan_runtime.core import __version__
 from srgan_runtime.core.errors import UserError
-
+from srgan_runtime.core.generator import read_generator_metadata
 from srgan_train.archs import build_generator
 from srgan_train.checkpoint import (
     load_generator,
     load_training_state,
-    read_generator_metadata,
     save_generator,
     save_training_state,
 )

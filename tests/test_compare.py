@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from srgan_runtime.core.errors import UserError
 
+from srgan_runtime.core.errors import UserError
 from srgan_train.cli import cli
 from srgan_train.compare import GAP, LABEL_HEIGHT, Box, Panel, comparison_strip
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import image_set
+
 from srgan_runtime import Upscaler
 from srgan_runtime.core.imageio import Picture
 from srgan_runtime.core.metrics import psnr, ssim
@@ -140,6 +141,7 @@ def test_fit_on_cuda_with_amp(tmp_path: Path, textures: Path, amp: str) -> None:
 @pytest.mark.data
 def test_srrun_folder_on_cuda_fp16(tmp_path: Path) -> None:
     from click.testing import CliRunner
+
     from srgan_runtime.cli import cli
 
     src = image_set("Set5") / "LR_bicubic" / "X4"

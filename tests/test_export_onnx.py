@@ -10,6 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from conftest import data_root
+
 from srgan_export import (
     Gate,
     OnnxExportOptions,
@@ -20,8 +21,8 @@ from srgan_export import (
     verify_file,
 )
 from srgan_runtime.core.errors import UserError
-
-from srgan_train.checkpoint import file_sha256, load_generator
+from srgan_runtime.core.files import file_sha256
+from srgan_train.checkpoint import load_generator
 
 
 def _opts(**kw) -> OnnxExportOptions:

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+
 from srgan_runtime.backends import Backend, quantize
 
 SRRUN = [sys.executable, "-m", "srgan_runtime.cli"]
@@ -106,6 +107,7 @@ def tiny_onnx(path: Path, *, add: float = 0.0, **props: str) -> Path:
     metadata, overridden by ``props``: fast and torch-free."""
     import onnx
     from onnx import TensorProto, helper
+
     from srgan_export.metadata import ModelInfo
 
     scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 4, 4])
@@ -255,8 +257,8 @@ def test_huge_config_in_a_small_model_file_is_refused_before_allocating(
 def test_generator_with_wrong_tensors_names_what_differs(tmp_path: Path) -> None:
     import torch
     from safetensors.torch import save_file
-    from srgan_runtime.core.errors import UserError
 
+    from srgan_runtime.core.errors import UserError
     from srgan_train.archs import build_generator
     from srgan_train.checkpoint import load_generator
     from srgan_train.config import preset_config
@@ -430,7 +432,6 @@ def test_bad_training_numbers_are_exit_2(option: list[str], tmp_path: Path,
 
 def test_training_config_api_refuses_nan(tmp_path: Path) -> None:
     from srgan_runtime.core.errors import UserError
-
     from srgan_train.train import TrainConfig
 
     with pytest.raises(UserError, match="--lr"):

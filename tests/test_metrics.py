@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
 from srgan_runtime.core.metrics import modcrop, psnr, rgb_to_y, score_sr, shave, ssim, to_uint8
 
 

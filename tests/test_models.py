@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from srgan_runtime.core.errors import UserError
 
 import srgan_train.models as models
+from srgan_runtime.core.errors import UserError
 from srgan_train.checkpoint import load_generator
 
 

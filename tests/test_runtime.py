@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import data_root, image_set
 from PIL import Image
+
 from srgan_export import OnnxExportOptions, export_onnx
 from srgan_export.parity import Gate, compare_outputs
 from srgan_runtime import Upscaler, load_image, open_backend, save_image

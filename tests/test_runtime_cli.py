@@ -105,6 +105,7 @@ def test_bad_requests(generator_file: Path, folder: Path, tmp_path: Path) -> Non
 def test_foreign_onnx_scale(generator_file: Path, folder: Path, tmp_path: Path) -> None:
     import onnx
     from conftest import data_root
+
     from srgan_export import OnnxExportOptions, export_onnx
 
     path = tmp_path / "m.onnx"

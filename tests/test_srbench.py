@@ -7,6 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 from conftest import data_root
+
 from srgan_runtime.bench import bench_cmd
 
 KEYS = {"backend", "precision", "status", "reason", "tile", "batch", "size_mb", "psnr", "ssim",

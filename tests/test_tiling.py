@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from srgan_runtime.tiling import pad_to, plan_axis, plan_tiles, seam_score
 
 

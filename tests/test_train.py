@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from srgan_runtime.core.errors import UserError
 
+from srgan_runtime.core.errors import UserError
 from srgan_train.archs import build_generator
 from srgan_train.checkpoint import load_generator, save_generator
 from srgan_train.config import GeneratorConfig, preset_config

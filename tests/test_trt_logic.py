@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from srgan_export.metadata import ModelInfo
 from srgan_export.trt_engine import (
     BuildOptions,
@@ -184,6 +185,7 @@ needs_trt = pytest.mark.skipif(not _has_trt_and_cuda(),
 @pytest.mark.parametrize("fp16", [False, True])
 def test_build_run_and_cache(generator_file: Path, tmp_path: Path, fp16: bool) -> None:
     from conftest import data_root
+
     from srgan_export import OnnxExportOptions, export_onnx
     from srgan_export.metadata import read_onnx_info
     from srgan_export.trt_engine import build_engine, check_engine, trt_environment
