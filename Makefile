@@ -7,11 +7,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= test,onnx,openvino
+EXTRAS ?= test,torch,onnx,openvino
+# The runtime-only environment: no torch, proves that srrun deploys without it.
+RT_VENV ?= .venv-runtime
+RT_EXTRAS ?= onnx,openvino
 DEMO ?= demo-out
 MACHINE ?= $(shell $(PYTHON) benchmarks/machine.py --slug 2>/dev/null || echo cpu)
 
-.PHONY: demo demo-train test lint bench install clean wheelhouse
+.PHONY: demo demo-train test test-runtime lint bench install clean wheelhouse
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +48,19 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests
 	$(BIN)/python -m pytest benchmarks --benchmark-disable -q
+	$(MAKE) test-runtime
+
+$(RT_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(RT_VENV)
+	$(RT_VENV)/bin/pip install -q -e ".[$(RT_EXTRAS)]" "pytest>=8"
+	touch $@
+
+# The torch-free test set in the runtime-only environment (fails if torch got in).
+test-runtime: $(RT_VENV)/.installed
+	@! $(RT_VENV)/bin/python -c "import torch" 2>/dev/null || \
+		{ echo "test-runtime: torch is installed in $(RT_VENV)"; exit 1; }
+	$(RT_VENV)/bin/python -m pytest tests/test_torch_free.py -m torchfree -p no:cacheprovider
+	@du -sm $(RT_VENV) $(VENV) | awk '{print "install size: " $$1 " MB " $$2}'
 
 bench: install
 	$(BIN)/python -m pytest benchmarks --benchmark-json benchmarks/results/bench-$(MACHINE).json
@@ -55,4 +71,4 @@ wheelhouse: install
 	$(BIN)/pip wheel -w .wheels safetensors tqdm pypng onnxscript
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(RT_VENV) $(DEMO) .pytest_cache .ruff_cache

@@ -24,7 +24,8 @@ def main() -> None:
     from machine import machine_info
 
     from srgan_runtime import Upscaler
-    from srgan_runtime.core.files import list_images, load_rgb
+    from srgan_runtime.core.files import list_images
+    from srgan_runtime.core.imageio import load_rgb
     from srgan_runtime.core.metrics import psnr
     from srgan_runtime.tiling import plan_tiles, seam_score
 

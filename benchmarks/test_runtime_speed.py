@@ -81,10 +81,12 @@ def test_tile_latency(benchmark, srresnet, backend: str, precision: str | None,
     else:
         if backend == "openvino":
             pytest.importorskip("openvino")
-        from srgan_runtime.backends import OrtBackend, open_backend
+        from srgan_runtime import describe
+        from srgan_runtime.backends import open_backend
+        from srgan_runtime.backends.onnxrt import OrtBackend
 
         if backend == "onnxruntime-extended":  # ORT_ENABLE_EXTENDED instead of ALL (NCHWc)
-            b = OrtBackend(onnx_path, "cpu", None, THREADS, opt_level="extended")
+            b = OrtBackend(describe(onnx_path), "cpu", THREADS, opt_level="extended")
         else:
             b = open_backend(gen if kind == "gen" else onnx_path, backend, "cpu", precision,
                              THREADS)

@@ -10,7 +10,6 @@ TensorRT: :mod:`srgan_export.trt_engine` (``compute_profile``, ``build_engine``,
 ``check_compatible``); it imports TensorRT only when a build or run is asked for.
 """
 
-from .metadata import ModelInfo, read_onnx_info
 from .onnx_export import (
     OnnxExportOptions,
     OnnxExportResult,
@@ -23,14 +22,12 @@ from .parity import Gate, ParityReport, compare_outputs
 
 __all__ = [
     "Gate",
-    "ModelInfo",
     "OnnxExportOptions",
     "OnnxExportResult",
     "ParityError",
     "ParityReport",
     "compare_outputs",
     "export_onnx",
-    "read_onnx_info",
     "verify_file",
     "verify_onnx",
 ]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from srgan_runtime.core.cli import FiniteFloat, toolkit_group
+from srgan_runtime.core.cli import FiniteFloat, require_torch, toolkit_group
 from srgan_runtime.core.errors import UserError
 
 log = logging.getLogger("srgan_export")
@@ -20,8 +20,7 @@ def cli() -> None:
 
 
 def _resolve_generator(path: Path) -> Path:
-    """A generator file, a run folder or a bundled model name (e.g. ``default``)."""
-    from srgan_train.models import resolve_generator
+    from srgan_runtime.core.modelinfo import resolve_generator
 
     return resolve_generator(path)
 
@@ -121,12 +120,15 @@ def trt(model: Path, out: Path, fp16: bool, min_s, opt_s, max_s, static, workspa
         opt_level: int, hardware_compat: str, timing_cache, cache_dir, scale, ckpt,
         no_verify: bool, data_dir, overwrite: bool) -> None:
     """Build a TensorRT engine from an ONNX file, with a JSON manifest beside it."""
-    from .metadata import read_onnx_info
+    from srgan_runtime.core.modelinfo import describe
+
     from .onnx_export import check_output_path
     from .trt_engine import BuildOptions, build_engine, compute_profile, trt_environment
 
     check_output_path(out, overwrite)
-    info = read_onnx_info(model, int(scale) if scale else None)
+    info = describe(model, int(scale) if scale else None)
+    if info.format != "onnx":
+        raise UserError(f"{model}: a {info.format} file; 'srexport trt' builds from an ONNX file")
     profile = compute_profile(info, min_s, opt_s, max_s, static)
     options = BuildOptions(workspace_gib=workspace, opt_level=opt_level, fp16=fp16,
                            hardware_compat=hardware_compat).validate()
@@ -150,6 +152,7 @@ def trt(model: Path, out: Path, fp16: bool, min_s, opt_s, max_s, static, workspa
 
 
 def main() -> None:
+    require_torch("srexport")
     cli(prog_name="srexport")
 
 

@@ -7,15 +7,13 @@ import copy
 import io
 import logging
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import numpy as np
 
 from srgan_runtime.core import __version__
 from srgan_runtime.core.errors import UserError, first_line
+from srgan_runtime.core.modelinfo import ModelInfo, describe
 
-from .metadata import ModelInfo, read_onnx_info
 from .parity import Gate, ParityReport, run_parity, torch_reference, verification_inputs
 
 log = logging.getLogger(__name__)
@@ -161,37 +159,15 @@ def _finalise(path: Path, info: ModelInfo) -> dict[str, int]:
     return ops
 
 
-def ort_session(path: Path, threads: int = 0):
-    """An ONNX Runtime CPU session, or a clear error naming the extra that installs it."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise UserError(
-            "onnxruntime is not installed: pip install 'srgan-toolkit[onnx]' (or --no-verify)"
-        ) from None
-    so = ort.SessionOptions()
-    if threads:
-        so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise UserError(f"{path}: ONNX Runtime cannot load it ({first_line(exc)})") \
-            from None
-
-
 def verify_onnx(
     onnx_path: Path, generator, info: ModelInfo, data_dir: Path | None = None,
     name: str | None = None,
 ) -> ParityReport:
     """Run the ONNX file in ONNX Runtime CPU on real images and compare with the PyTorch
     generator (fp32) under the precision's gate."""
-    sess = ort_session(onnx_path)
-    in_name = sess.get_inputs()[0].name
+    from srgan_runtime.backends.onnxrt import OrtBackend
 
-    def candidate(x: np.ndarray) -> np.ndarray:
-        return sess.run(None, {in_name: x})[0]
-
+    candidate = OrtBackend(replace(info, path=str(onnx_path), format="onnx")).run_float
     cases, source = verification_inputs(info.scale, info.static, data_dir)
     log.info("verifying %s against PyTorch on %s", name or onnx_path.name, source)
     gate = Gate.for_precision(info.precision)
@@ -213,7 +189,7 @@ def export_onnx(generator_path: Path, out: Path, options: OnnxExportOptions | No
     import torch
 
     from srgan_runtime.core.files import atomic_write, file_sha256
-    from srgan_runtime.core.generator import receptive_radius
+    from srgan_runtime.core.generator import ARCH, receptive_radius
     from srgan_train.checkpoint import load_generator
 
     opts = options or OnnxExportOptions()
@@ -223,8 +199,9 @@ def export_onnx(generator_path: Path, out: Path, options: OnnxExportOptions | No
     check_output_path(out, opts.overwrite)
     gf = load_generator(Path(generator_path))
     info = ModelInfo(
-        scale=gf.scale, preset=gf.metadata.get("preset", "unknown"),
-        channels=gf.config.in_channels, precision="fp16" if opts.fp16 else "fp32",
+        scale=gf.scale, arch=ARCH, preset=gf.metadata.get("preset", "unknown"),
+        channels=gf.config.in_channels, out_channels=gf.config.out_channels,
+        precision="fp16" if opts.fp16 else "fp32",
         input_name=INPUT_NAME, output_name=OUTPUT_NAME,
         receptive_radius=receptive_radius(gf.config),
         static_shape=",".join(map(str, opts.static)) if opts.static else "",
@@ -276,7 +253,7 @@ def verify_file(onnx_path: Path, generator_path: Path, scale: int | None = None,
     from srgan_train.checkpoint import load_generator
 
     gf = load_generator(Path(generator_path))
-    info = read_onnx_info(Path(onnx_path), scale)
+    info = describe(Path(onnx_path), scale)
     if info.scale != gf.scale:
         raise UserError(f"{onnx_path}: model is x{info.scale}, {generator_path} is x{gf.scale}")
     return verify_onnx(Path(onnx_path), gf.model, info, data_dir)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from srgan_runtime.core.imageio import to_nchw
 from srgan_runtime.core.metrics import psnr, ssim, to_uint8
 
 
@@ -156,7 +157,8 @@ def default_data_dir() -> Path:
 
 
 def _real_images(scale: int, data_dir: Path | None) -> tuple[list[tuple[str, np.ndarray]], str]:
-    from srgan_runtime.core.files import list_images, load_rgb
+    from srgan_runtime.core.files import list_images
+    from srgan_runtime.core.imageio import load_rgb
 
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     for sub in (f"Set5/LR_bicubic/X{scale}", "Set5/LR_bicubic/X4"):
@@ -170,10 +172,6 @@ def _real_images(scale: int, data_dir: Path | None) -> tuple[list[tuple[str, np.
     rng = np.random.default_rng(0)
     imgs = [(f"texture{i}", texture(rng, 72 + 9 * i, 96 - 7 * i)) for i in range(3)]
     return imgs, "generated textures (Set5 not found)"
-
-
-def _chw(img: np.ndarray) -> np.ndarray:
-    return img.transpose(2, 0, 1).astype(np.float32) / 255.0
 
 
 def _fit(img: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -195,18 +193,18 @@ def verification_inputs(
     cases: list[tuple[str, np.ndarray]] = []
     if static is not None:
         b, h, w = static
-        batch = np.stack([_chw(_fit(imgs[i % len(imgs)][1], h, w)) for i in range(b)])
+        batch = np.concatenate([to_nchw(_fit(imgs[i % len(imgs)][1], h, w)) for i in range(b)])
         cases.append((f"static {b}x{h}x{w}", batch))
         return cases, source
     name0, img0 = imgs[0]
-    cases.append((f"{name0} (whole)", _chw(img0)[None]))
+    cases.append((f"{name0} (whole)", to_nchw(img0)))
     odd = next(((n, im) for n, im in imgs if im.shape[0] % 2 or im.shape[1] % 2), imgs[-1])
-    cases.append((f"{odd[0]} (whole)", _chw(odd[1])[None]))
-    cases.append((f"{imgs[1 % len(imgs)][0]} 37x53 crop", _chw(_fit(imgs[1 % len(imgs)][1],
-                                                                    37, 53))[None]))
-    batch = np.stack([_chw(_fit(im, 24, 31)) for _, im in imgs[:3]])
+    cases.append((f"{odd[0]} (whole)", to_nchw(odd[1])))
+    cases.append((f"{imgs[1 % len(imgs)][0]} 37x53 crop",
+                  to_nchw(_fit(imgs[1 % len(imgs)][1], 37, 53))))
+    batch = np.concatenate([to_nchw(_fit(im, 24, 31)) for _, im in imgs[:3]])
     cases.append(("batch of 3, 24x31", batch))
-    cases.append(("7x5 crop", _chw(_fit(imgs[-1][1], 7, 5))[None]))
+    cases.append(("7x5 crop", to_nchw(_fit(imgs[-1][1], 7, 5))))
     return cases, source
 
 

@@ -16,22 +16,19 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from srgan_runtime.core import __version__
+from srgan_runtime.backends.tensorrt import TrtEnvironment, TrtRunner, trt_environment
 from srgan_runtime.core.errors import UserError
-
-from .metadata import ModelInfo
+from srgan_runtime.core.files import atomic_write, file_sha256
+from srgan_runtime.core.manifest import Manifest, manifest_path, read_manifest
+from srgan_runtime.core.modelinfo import ModelInfo, describe
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FORMAT = "srgan-toolkit/trt-engine"
-MANIFEST_SUFFIX = ".json"  # MODEL.plan -> MODEL.plan.json
-INSTALL_HINT = "pip install 'srgan-toolkit[tensorrt]' on a machine with an NVIDIA GPU and driver"
 
 Shape = tuple[int, int, int, int]  # N, C, H, W
 
@@ -189,85 +186,6 @@ class BuildOptions:
         return self
 
 
-@dataclass
-class Manifest:
-    """The JSON sidecar of an engine: what it was built from, for, and how."""
-
-    tensorrt_version: str
-    gpu_name: str
-    compute_capability: str
-    precision: str
-    strongly_typed: bool
-    profile: dict[str, list[int]]
-    scale: int
-    io: dict[str, dict[str, Any]]
-    onnx_sha256: str
-    build_options: dict[str, Any]
-    model: dict[str, str] = field(default_factory=dict)
-    cache_key: str = ""
-    build_seconds: float = 0.0
-    created: str = ""
-    toolkit_version: str = __version__
-    format: str = MANIFEST_FORMAT
-    parity: dict[str, Any] | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str, where: object = "manifest") -> Manifest:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{where}: not valid JSON ({exc.msg})") from None
-        if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-            raise UserError(f"{where}: not an engine manifest of this toolkit")
-        known = set(cls.__dataclass_fields__)
-        try:
-            m = cls(**{k: v for k, v in data.items() if k in known})
-        except TypeError as exc:
-            raise UserError(f"{where}: incomplete engine manifest ({exc})") from None
-        return m.validate(where)
-
-    def validate(self, where: object = "manifest") -> Manifest:
-        """The fields the runtime reads, typed and in range (the file is untrusted input)."""
-        def bad(what: str) -> UserError:
-            return UserError(f"{where}: engine manifest {what}")
-
-        if not isinstance(self.scale, int) or isinstance(self.scale, bool) \
-                or not 1 <= self.scale <= 16:
-            raise bad(f"scale={self.scale!r} is not a whole number in 1..16")
-        if self.precision not in ("fp16", "fp32"):
-            raise bad(f"precision={self.precision!r} is not fp16 or fp32")
-        prof = self.profile
-        if not isinstance(prof, dict) or set(prof) < {"min", "opt", "max"}:
-            raise bad("profile lacks min/opt/max")
-        for key in ("min", "opt", "max"):
-            shape = prof[key]
-            if not (isinstance(shape, list) and len(shape) == 4
-                    and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
-                            for v in shape)):
-                raise bad(f"profile {key}={shape!r} is not four positive whole numbers")
-        if not isinstance(self.model, dict) or \
-                not all(isinstance(v, str) for v in self.model.values()):
-            raise bad("model section is not a table of strings")
-        radius = self.model.get("receptive_radius", "0") or "0"
-        if not radius.isdigit() or int(radius) > 16384:
-            raise bad(f"receptive_radius={radius!r} is not a whole number in 0..16384")
-        return self
-
-
-def manifest_path(engine: Path) -> Path:
-    return Path(str(engine) + MANIFEST_SUFFIX)
-
-
-def read_manifest(engine: Path) -> Manifest:
-    path = manifest_path(engine)
-    if not path.is_file():
-        raise UserError(f"{engine}: no manifest {path.name} beside the engine")
-    return Manifest.from_json(path.read_text(), path)
-
-
 def cache_key(onnx_sha256: str, trt_version: str, gpu_name: str, compute_capability: str,
               precision: str, profile: Profile, options: BuildOptions) -> str:
     """A stable key for everything that makes two engines differ."""
@@ -278,59 +196,11 @@ def cache_key(onnx_sha256: str, trt_version: str, gpu_name: str, compute_capabil
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def check_compatible(manifest: Manifest, trt_version: str, gpu_name: str,
-                     compute_capability: str, precision: str | None = None) -> None:
-    """Refuse an engine built for another TensorRT, GPU or precision, saying what differs."""
-    problems = []
-    if manifest.tensorrt_version != trt_version:
-        problems.append(f"built with TensorRT {manifest.tensorrt_version}, this is {trt_version}")
-    if manifest.compute_capability != compute_capability:
-        problems.append(f"built for compute capability {manifest.compute_capability} "
-                        f"({manifest.gpu_name}), this GPU is {compute_capability} ({gpu_name})")
-    elif manifest.gpu_name != gpu_name:
-        problems.append(f"built on {manifest.gpu_name}, this GPU is {gpu_name}")
-    if precision is not None and manifest.precision != precision:
-        problems.append(f"engine precision is {manifest.precision}, {precision} was asked for")
-    if problems:
-        raise UserError("engine does not fit this machine: " + "; ".join(problems) +
-                        " (rebuild it with 'srexport trt')")
-
-
 def default_cache_dir() -> Path:
     import os
 
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "srgan-toolkit" / "engines"
-
-
-# --- environment --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class TrtEnvironment:
-    trt: Any
-    version: str
-    gpu_name: str
-    compute_capability: str
-
-
-def trt_environment() -> TrtEnvironment:
-    """Import TensorRT and find a CUDA GPU, or raise one clear line saying what is missing."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise UserError(f"TensorRT is not installed ({INSTALL_HINT})") from None
-    except OSError as exc:  # the bindings import but their shared libraries do not load
-        raise UserError(f"TensorRT libraries failed to load ({exc}); {INSTALL_HINT}") from None
-    try:
-        import torch
-    except ImportError:
-        raise UserError("torch is required to drive TensorRT buffers") from None
-    if not torch.cuda.is_available():
-        raise UserError("no CUDA GPU is available: TensorRT engines are built and run on the "
-                        "GPU they are meant for")
-    cc = torch.cuda.get_device_capability(0)
-    return TrtEnvironment(trt, str(trt.__version__), torch.cuda.get_device_name(0),
-                          f"{cc[0]}.{cc[1]}")
 
 
 # --- build --------------------------------------------------------------------------------------
@@ -385,8 +255,6 @@ def build_serialized(env: TrtEnvironment, onnx_path: Path, info: ModelInfo, prof
     if serialized is None:
         raise UserError(f"{onnx_path}: TensorRT failed to build the engine (see its log above)")
     if timing_cache is not None:
-        from srgan_runtime.core.files import atomic_write
-
         new = bytes(config.get_timing_cache().serialize())
         atomic_write(timing_cache, lambda tmp: tmp.write_bytes(new))
     return bytes(serialized)
@@ -422,8 +290,6 @@ def build_engine(onnx_path: Path, out: Path, info: ModelInfo, profile: Profile,
                  env: TrtEnvironment | None = None) -> EngineResult:
     """Build (or reuse from the engine cache) an engine for ``onnx_path`` and write it with its
     manifest beside it."""
-    from srgan_runtime.core.files import atomic_write, file_sha256
-
     env = env or trt_environment()
     options.validate()
     plan = plan_precision(env.version, info.precision, options.fp16)
@@ -463,90 +329,12 @@ def build_engine(onnx_path: Path, out: Path, info: ModelInfo, profile: Profile,
     return EngineResult(out, manifest, from_cache)
 
 
-def copy_engine(src: Path, dst: Path) -> None:
-    shutil.copyfile(src, dst)
-    shutil.copyfile(manifest_path(src), manifest_path(dst))
-
-
-# --- run ----------------------------------------------------------------------------------------
-
-class TrtRunner:
-    """Runs a serialized engine on CUDA with torch-owned buffers and a private stream.
-
-    ``__call__`` takes and returns numpy NCHW float32 batches; ``run_torch`` keeps tensors on the
-    GPU (the runtime's path, with pinned host memory and overlapped copies).
-    """
-
-    def __init__(self, engine_path: Path, env: TrtEnvironment | None = None,
-                 precision: str | None = None) -> None:
-        import torch
-
-        self.env = env or trt_environment()
-        self.manifest = read_manifest(engine_path)
-        check_compatible(self.manifest, self.env.version, self.env.gpu_name,
-                         self.env.compute_capability, precision)
-        trt = self.env.trt
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
-        if self.engine is None:
-            raise UserError(f"{engine_path}: TensorRT could not deserialize the engine")
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if n not in inputs]
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise UserError(f"{engine_path}: expected one input and one output")
-        self.input_name, self.output_name = inputs[0], outputs[0]
-        dtypes = {trt.float32: torch.float32, trt.float16: torch.float16}
-        if hasattr(trt, "bfloat16"):
-            dtypes[trt.bfloat16] = torch.bfloat16
-        try:
-            self.in_dtype = dtypes[self.engine.get_tensor_dtype(self.input_name)]
-            self.out_dtype = dtypes[self.engine.get_tensor_dtype(self.output_name)]
-        except KeyError:
-            raise UserError(f"{engine_path}: unsupported engine IO data type") from None
-        self.stream = torch.cuda.Stream()
-        self._torch = torch
-
-    def run_torch(self, x):
-        """Run an NCHW tensor (cast to the engine's input type); returns CUDA float32."""
-        torch = self._torch
-        x = x.to("cuda", dtype=self.in_dtype).contiguous()
-        ctx = self.context
-        if not ctx.set_input_shape(self.input_name, tuple(x.shape)):
-            prof = self.manifest.profile
-            raise UserError(f"input shape {tuple(x.shape)} is outside the engine's profile "
-                            f"min {prof['min']} max {prof['max']}")
-        out = torch.empty(tuple(ctx.get_tensor_shape(self.output_name)), dtype=self.out_dtype,
-                          device="cuda")
-        ctx.set_tensor_address(self.input_name, x.data_ptr())
-        ctx.set_tensor_address(self.output_name, out.data_ptr())
-        self.stream.wait_stream(torch.cuda.current_stream())
-        if not ctx.execute_async_v3(self.stream.cuda_stream):
-            raise RuntimeError("TensorRT execution failed")
-        torch.cuda.current_stream().wait_stream(self.stream)
-        x.record_stream(self.stream)
-        out.record_stream(self.stream)
-        return out.float()
-
-    def __call__(self, x):
-        import numpy as np
-
-        torch = self._torch
-        y = self.run_torch(torch.from_numpy(np.ascontiguousarray(x)))
-        torch.cuda.synchronize()
-        return y.cpu().numpy()
-
-
 def check_engine(engine: Path, onnx_path: Path, info: ModelInfo, env: TrtEnvironment, *,
                  ckpt: Path | None = None, data_dir: Path | None = None,
                  cache_dir: Path | None = None):
     """Compare a built engine with PyTorch (``ckpt``) or, without one, with the source ONNX in
     ONNX Runtime CPU, under the export gate. A failing engine is removed with its manifest
     (and its engine-cache copy); a passing one gets the numbers in its manifest."""
-    from srgan_runtime.core.files import atomic_write
-
     from .parity import Gate, fit_to_profile, run_parity, torch_reference, verification_inputs
 
     runner = TrtRunner(engine, env)
@@ -558,11 +346,9 @@ def check_engine(engine: Path, onnx_path: Path, info: ModelInfo, env: TrtEnviron
             raise UserError(f"{ckpt} is x{gf.scale}, the engine is x{info.scale}")
         reference, label = torch_reference(gf.model), "PyTorch fp32"
     else:
-        from .onnx_export import ort_session
+        from srgan_runtime.backends.onnxrt import OrtBackend
 
-        sess = ort_session(onnx_path)
-        in_name = sess.get_inputs()[0].name
-        reference = lambda x: sess.run(None, {in_name: x})[0]  # noqa: E731
+        reference = OrtBackend(describe(onnx_path)).run_float
         label = f"ONNX Runtime CPU ({onnx_path.name})"
     prof = runner.manifest.profile
     cases, _ = verification_inputs(info.scale, None, data_dir)

@@ -260,7 +260,7 @@ def format_table(machine: dict, limits: dict, rows: list[Row]) -> str:
 
 
 def _eval_set(data: Path | None, scale: int):
-    from srgan_runtime.core.files import downscale
+    from srgan_runtime.core.imageio import downscale
     from srgan_train.evaluate import EvalPair, load_eval_set
     from srgan_train.synth import texture
 
@@ -319,15 +319,13 @@ def _bench(ckpt, data, tile, batch, backends, device, threads, repeats, min_seco
     from srgan_train.checkpoint import load_generator
 
     from .backends import available_backends
-    from .models import default_engine, resolve_engine
+    from .core.modelinfo import default_model, resolve_generator
     from .upscaler import check_settings
 
     if tile < 8 or batch < 1:
         raise UserError("--tile must be >= 8 and --batch >= 1")
     check_settings(tile=tile, batch=batch, threads=threads, device=device)
-    gen = resolve_engine(ckpt) if ckpt else default_engine()
-    if Path(gen).is_dir():
-        gen = Path(gen) / "generator.safetensors"
+    gen = resolve_generator(ckpt) if ckpt else default_model()
     gf = load_generator(Path(gen))
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -435,10 +433,11 @@ def _row_dict(r: Row) -> dict:
 
 
 def _trt_engine(onnx_path: Path, tmp: Path) -> Path:
-    from srgan_export.metadata import read_onnx_info
     from srgan_export.trt_engine import BuildOptions, build_engine, compute_profile
 
-    info = read_onnx_info(onnx_path)
+    from .core.modelinfo import describe
+
+    info = describe(onnx_path)
     out = tmp / "model.plan"
     build_engine(onnx_path, out, info, compute_profile(info), BuildOptions(fp16=True),
                  cache_dir=tmp / "cache")

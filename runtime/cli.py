@@ -10,6 +10,7 @@ import click
 from srgan_runtime.core.cli import FiniteFloat, toolkit_group
 from srgan_runtime.core.errors import UserError
 
+from .backends.support import BACKENDS, PRECISIONS, support_summary
 from .upscaler import DEFAULT_MAX_OUTPUT_PIXELS
 
 log = logging.getLogger("srgan_runtime")
@@ -20,17 +21,18 @@ def cli() -> None:
     """Upscale images with a trained generator, an ONNX file or a TensorRT engine."""
 
 
-@cli.command()
+@cli.command(epilog="\b\nBackends (what each runs, where; 'auto' picks per model):\n"
+             + support_summary())
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
               help="Output file (one input) or folder.")
-@click.option("--engine", "--model", "engine", default=None,
+@click.option("--model", "--engine", "engine", default=None,
               help="Generator file / run folder, .onnx, .plan, or a bundled model name "
                    "(srrun models) [default: the bundled default].")
-@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "openvino",
-                                              "tensorrt"]), default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default="auto",
+              show_default=True, help="See the table below.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32",
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32",
               show_default=True)
 @click.option("--tile", type=int, default=256, show_default=True,
               help="LR tile side including overlap (0 = whole image).")
@@ -74,7 +76,7 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str 
     """Upscale image files, folders or globs into OUT."""
     from srgan_runtime.core.files import check_output_file
 
-    from .models import default_engine, resolve_engine
+    from .core.modelinfo import default_model, resolve_model
     from .pipeline import check_output_option, collect_inputs, run_job, write_report
     from .upscaler import Upscaler, check_settings
 
@@ -87,7 +89,7 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str 
         check_output_file(report, "report file")
     files = collect_inputs(list(inputs), recursive)
     check_output_option(out, len(files), fmt)
-    path = resolve_engine(engine) if engine else default_engine(int(scale) if scale else None)
+    path = resolve_model(engine) if engine else default_model(int(scale) if scale else None)
     up = Upscaler(path, backend=backend, device=device, precision=precision, tile=tile,
                   overlap=overlap, batch=batch, threads=threads, alpha=alpha,
                   outscale=outscale, scale=int(scale) if scale else None,
@@ -106,22 +108,31 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str 
 
 
 @cli.command()
-def models() -> None:
-    """List the bundled models (use one with --model NAME)."""
-    from srgan_runtime.core.generator import read_generator_metadata
+@click.argument("model", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Full descriptions as JSON.")
+def models(model: str | None, as_json: bool) -> None:
+    """List the bundled models, or describe MODEL (a file, run folder or bundled name)."""
+    import json
 
-    from .models import bundled_models
+    from .core.modelinfo import bundled_models, describe, onnx_variant
 
-    found = bundled_models()
+    found = {model: model} if model else bundled_models()
     if not found:
         click.echo("no bundled models in this build")
-    for name, p in found.items():
-        m = read_generator_metadata(p)
-        val = (f", validation {Path(m.get('val_set', '?')).name} {m['val_psnr']} dB"
-               if "val_psnr" in m else "")
-        click.echo(f"{name}: x{m['scale']} {m.get('preset', '?')}, "
-                   f"{m.get('phase', 'pretrain')} phase, step {m.get('step', '?')}{val}, "
-                   f"{p.stat().st_size / 2**20:.1f} MB ({p})")
+    infos = {name: describe(p) for name, p in found.items()}
+    if as_json:
+        click.echo(json.dumps({n: i.as_dict() for n, i in infos.items()}, indent=2))
+        return
+    for name, info in infos.items():
+        path = Path(info.path)
+        ex = info.extra
+        val = (f", {ex.get('phase', 'pretrain')} phase, step {ex.get('step', '?')}"
+               if info.format == "generator" else "")
+        if "val_psnr" in ex:
+            val += f", validation {Path(ex.get('val_set', '?')).name} {ex['val_psnr']} dB"
+        onnx = " (+ .onnx)" if onnx_variant(path) else ""
+        click.echo(f"{name}: {info.summary()}{val}; {path.stat().st_size / 2**20:.1f} MB "
+                   f"{path}{onnx}")
 
 
 def main() -> None:

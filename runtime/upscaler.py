@@ -18,12 +18,16 @@ from PIL import Image
 from srgan_runtime.core.errors import UserError
 
 from .backends import Backend, open_backend
-from .core.imageio import Picture
+from .core.imageio import Picture, to_nchw
 from .tiling import Tile, extract, pad_to, paste, plan_tiles
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TILE = 256
+# Context per tile side for a model that does not state its receptive radius (a foreign ONNX
+# file): what the repository's overlap table shows to be far past visible seams for SRResNet-
+# sized models, and small enough to leave most of a default tile as core.
+UNKNOWN_RADIUS_OVERLAP = 32
 # 1 gigapixel of output (a 3 GB RGB canvas): far beyond a photo x4, small enough to be refused
 # before it exhausts a typical machine. Raise it with --max-output-pixels.
 DEFAULT_MAX_OUTPUT_PIXELS = 1_000_000_000
@@ -83,13 +87,19 @@ class Upscaler:
             self.backend = backend
         else:
             if engine is None:
-                from .models import default_engine
+                from .core.modelinfo import default_model
 
-                engine = default_engine(scale)
+                engine = default_model(scale)
             self.backend = open_backend(Path(engine), backend, device, precision, threads,
                                         scale)
         self.scale = self.backend.scale
-        self.overlap = self.backend.receptive_radius if overlap is None else overlap
+        if overlap is None:
+            overlap = self.backend.receptive_radius
+            if overlap is None:
+                overlap = UNKNOWN_RADIUS_OVERLAP
+                log.warning("the model's receptive radius is unknown: tiles overlap by %d "
+                            "pixels (set --overlap, or --tile 0 for whole images)", overlap)
+        self.overlap = overlap
         self.max_output_pixels = max_output_pixels
         fixed = self.backend.fixed_shape
         if fixed is not None:
@@ -258,11 +268,7 @@ class Upscaler:
         return queue
 
     def _inputs(self, group) -> np.ndarray:
-        arrs = []
-        for job, t, i in group:
-            peak = 65535.0 if job.pic.bits == 16 else 255.0
-            arrs.append(extract(job.planes[i], t).transpose(2, 0, 1).astype(np.float32) / peak)
-        batch = np.stack(arrs)
+        batch = np.concatenate([to_nchw(extract(job.planes[i], t)) for job, t, i in group])
         fixed = self.backend.fixed_shape
         if fixed is not None and batch.shape[0] < fixed[0]:  # pad the last batch
             extra = np.repeat(batch[-1:], fixed[0] - batch.shape[0], axis=0)

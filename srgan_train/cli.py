@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from srgan_runtime.core.cli import FiniteFloat, toolkit_group
+from srgan_runtime.core.cli import FiniteFloat, require_torch, toolkit_group
 from srgan_runtime.core.errors import UserError, first_line
 
 log = logging.getLogger("srgan_train")
@@ -179,29 +179,27 @@ def _fit_values(opts: dict) -> dict:
 
 def _fill_from_init(values: dict) -> dict:
     """Default --preset and --scale to the --init generator's, and check they agree."""
-    from srgan_runtime.core.generator import read_generator_metadata
+    from srgan_runtime.core.modelinfo import describe, resolve_generator
 
     if values["init"] is None:
         values["preset"] = values["preset"] or "small"
         values["scale"] = values["scale"] or 4
         return values
-    from .models import resolve_generator
-
     values["init"] = str(resolve_generator(values["init"]))
-    meta = read_generator_metadata(Path(values["init"]))
-    init_scale = int(meta["scale"])
+    init = describe(values["init"])
+    init_scale = init.scale
     if values["scale"] is not None and values["scale"] != init_scale:
         raise UserError(f"{values['init']}: generator is x{init_scale}, --scale is "
                         f"{values['scale']}")
     values["scale"] = init_scale
-    values["preset"] = values["preset"] or meta.get("preset", "small")
+    values["preset"] = values["preset"] or (init.preset if init.preset != "unknown" else "small")
     return values
 
 
 # --- eval ---------------------------------------------------------------------------------------
 
 def _resolve_generator_path(ckpt: Path) -> Path:
-    from .models import resolve_generator
+    from srgan_runtime.core.modelinfo import resolve_generator
 
     return resolve_generator(ckpt)
 
@@ -327,11 +325,10 @@ def presets() -> None:
 @cli.command()
 @click.argument("ckpt", type=click.Path(path_type=Path))
 def info(ckpt: Path) -> None:
-    """Print a generator file's metadata."""
-    from srgan_runtime.core.generator import read_generator_metadata
+    """Describe a model (generator, run folder, bundled name, ONNX file or plan) as JSON."""
+    from srgan_runtime.core.modelinfo import describe
 
-    meta = read_generator_metadata(_resolve_generator_path(ckpt))
-    click.echo(json.dumps(meta, indent=2, sort_keys=True))
+    click.echo(json.dumps(describe(ckpt).as_dict(), indent=2, sort_keys=True))
 
 
 @cli.command()
@@ -354,6 +351,7 @@ def synth(folder: Path, count: int, size: str, seed: int) -> None:
 
 
 def main() -> None:
+    require_torch("srtrain")
     cli(prog_name="srtrain")
 
 

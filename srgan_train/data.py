@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from srgan_runtime.core.errors import ImageError, UserError
-from srgan_runtime.core.files import IMAGE_SUFFIXES, downscale, list_images, load_rgb
+from srgan_runtime.core.files import IMAGE_SUFFIXES, list_images
+from srgan_runtime.core.imageio import downscale, load_rgb
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +215,9 @@ class PatchDataset:
         import torch
 
         lr, hr = self.sample(index)
-        to_t = lambda a: torch.from_numpy(a.transpose(2, 0, 1).astype(np.float32) / 255.0)  # noqa: E731
-        return to_t(lr), to_t(hr)
+        from srgan_runtime.core.imageio import to_nchw
+
+        return torch.from_numpy(to_nchw(lr)[0]), torch.from_numpy(to_nchw(hr)[0])
 
 
 def make_loader(

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from srgan_runtime.core.errors import ImageError, UserError
-from srgan_runtime.core.files import upscale_bicubic
+from srgan_runtime.core.imageio import to_nchw, upscale_bicubic
 from srgan_runtime.core.metrics import score_sr
 
 from .data import find_pairs, load_pair
@@ -121,7 +121,7 @@ def torch_upscaler(model, device="cpu", max_lr_pixels: int = 1 << 20,
             raise UserError(
                 f"image {lr.shape[1]}x{lr.shape[0]} is too large for whole-image evaluation"
             )
-        x = torch.from_numpy(lr.transpose(2, 0, 1).astype(np.float32) / 255.0)[None].to(device)
+        x = torch.from_numpy(to_nchw(lr)).to(device)
         with torch.inference_mode():
             if self_ensemble:
                 y = sum(dihedral(model(dihedral(x, k)).float(), k, inverse=True)

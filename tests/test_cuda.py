@@ -26,7 +26,8 @@ pytestmark = [pytest.mark.cuda,
 
 
 def _set5_lr() -> list[tuple[str, np.ndarray]]:
-    from srgan_runtime.core.files import list_images, load_rgb
+    from srgan_runtime.core.files import list_images
+    from srgan_runtime.core.imageio import load_rgb
 
     imgs = [(p.stem, load_rgb(p)) for p in list_images(image_set("Set5") / "LR_bicubic" / "X4")]
     baby = dict(imgs)["baby"]  # + a 128x256 real image: several 96-pixel tiles each way
@@ -154,7 +155,7 @@ def test_srrun_folder_on_cuda_fp16(tmp_path: Path) -> None:
     ok = [f for f in report["files"] if f["status"] == "ok"]
     assert len(ok) == 5
     ref = Upscaler(backend="torch", device="cpu", tile=0)
-    from srgan_runtime.core.files import load_rgb
+    from srgan_runtime.core.imageio import load_rgb
 
     for name, img in _set5_lr()[:5]:
         got = load_rgb(out / f"{name}_x4.png")

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from srgan_runtime.core.errors import UserError
-from srgan_runtime.core.files import downscale, load_rgb
+from srgan_runtime.core.imageio import downscale, load_rgb
 from srgan_train.data import PatchDataset, augment, find_pairs, load_pair, make_loader
 
 

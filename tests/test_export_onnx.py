@@ -17,11 +17,11 @@ from srgan_export import (
     ParityError,
     compare_outputs,
     export_onnx,
-    read_onnx_info,
     verify_file,
 )
 from srgan_runtime.core.errors import UserError
 from srgan_runtime.core.files import file_sha256
+from srgan_runtime.core.modelinfo import describe as read_onnx_info
 from srgan_train.checkpoint import load_generator
 
 

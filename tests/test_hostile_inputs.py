@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from srgan_runtime.backends import Backend, quantize
+from srgan_runtime.core.modelinfo import ModelInfo
 
 SRRUN = [sys.executable, "-m", "srgan_runtime.cli"]
 SRTRAIN = [sys.executable, "-m", "srgan_train.cli"]
@@ -108,7 +109,7 @@ def tiny_onnx(path: Path, *, add: float = 0.0, **props: str) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
-    from srgan_export.metadata import ModelInfo
+    from srgan_runtime.core.modelinfo import ModelInfo
 
     scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 4, 4])
     bias = helper.make_tensor("bias", TensorProto.FLOAT, [1], [add])
@@ -459,7 +460,7 @@ class CountingBackend(Backend):
     name = "counting"
 
     def __init__(self) -> None:
-        super().__init__(4, 3, "fp32", "cpu", receptive_radius=1)
+        super().__init__(ModelInfo(scale=4, receptive_radius=1), "fp32", "cpu")
         self.calls = 0
 
     def run(self, batch: np.ndarray, bits: int = 8):

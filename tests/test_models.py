@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import srgan_train.models as models
+import srgan_runtime.core.modelinfo as models
 from srgan_runtime.core.errors import UserError
 from srgan_train.checkpoint import load_generator
 
@@ -22,16 +22,16 @@ def test_resolve_by_file_folder_and_name(tmp_path: Path, generator_file: Path,
     with pytest.raises(UserError, match="none bundled"):
         models.resolve_generator("default")
     with pytest.raises(UserError, match="no bundled default"):
-        models.default_generator()
+        models.default_model()
     (tmp_path / "models").mkdir()
     shutil.copy(generator_file, tmp_path / "models" / "default.safetensors")
     assert models.resolve_generator("default") == tmp_path / "models" / "default.safetensors"
-    assert models.default_generator().name == "default.safetensors"
-    assert models.default_generator(4).name == "default.safetensors"  # the tiny x4 file
+    assert models.default_model().name == "default.safetensors"
+    assert models.default_model(4).name == "default.safetensors"  # the tiny x4 file
     with pytest.raises(UserError, match="no bundled x2 model"):
-        models.default_generator(2)
+        models.default_model(2)
     shutil.copy(generator_file, tmp_path / "models" / "other.safetensors")
-    assert models.default_generator(4).name == "default.safetensors"  # default first
+    assert models.default_model(4).name == "default.safetensors"  # default first
     assert models.resolve_generator(generator_file) == generator_file
     run = tmp_path / "run"
     run.mkdir()
@@ -112,7 +112,7 @@ def test_bundled_x2_is_picked_by_scale_and_mismatches_are_refused(tmp_path: Path
         assert im.size == (44, 30)
     r = _srrun("upscale", str(tmp_path / "p.png"), "-o", str(tmp_path / "bad.png"),
                "--scale", "2", "--model", "default", "--no-progress")
-    assert r.returncode == 2 and "x4 generator, but --scale 2" in r.stderr
+    assert r.returncode == 2 and "model is x4, --scale is 2" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "bad.png").exists()
     r = _srrun("upscale", str(tmp_path / "p.png"), "-o", str(tmp_path / "three.png"),
                "--scale", "3", "--no-progress")

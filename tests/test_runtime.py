@@ -13,17 +13,19 @@ from PIL import Image
 
 from srgan_export import OnnxExportOptions, export_onnx
 from srgan_export.parity import Gate, compare_outputs
-from srgan_runtime import Upscaler, load_image, open_backend, save_image
+from srgan_runtime import Upscaler, describe, load_image, open_backend, save_image
 from srgan_runtime.backends import Backend, Output, quantize
 from srgan_runtime.core.errors import UserError
-from srgan_runtime.core.imageio import Picture
+from srgan_runtime.core.imageio import Picture, to_nchw
 from srgan_runtime.core.metrics import psnr
+from srgan_runtime.core.modelinfo import ModelInfo
 from srgan_runtime.tiling import plan_tiles, seam_score
 
 
 def _lr_images(name: str, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
     folder = image_set(name) / "LR_bicubic" / "X4"
-    from srgan_runtime.core.files import list_images, load_rgb
+    from srgan_runtime.core.files import list_images
+    from srgan_runtime.core.imageio import load_rgb
 
     files = list_images(folder)[:limit]
     return [(p.stem, load_rgb(p)) for p in files]
@@ -39,7 +41,7 @@ def onnx_files(generator_file: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 def _chw(img: np.ndarray) -> np.ndarray:
-    return img.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+    return to_nchw(img)
 
 
 BACKENDS = [
@@ -199,7 +201,7 @@ class _FlakyBackend(Backend):
     name = "flaky"
 
     def __init__(self, precision: str = "bf16", oom_above: int | None = None) -> None:
-        super().__init__(2, 3, precision, "cpu", receptive_radius=0)
+        super().__init__(ModelInfo(scale=2, receptive_radius=0), precision, "cpu")
         self.calls = 0
         self.oom_above = oom_above
 
@@ -260,15 +262,15 @@ def test_quantize_rounds_and_flags_non_finite() -> None:
 
 
 def test_backend_selection_errors(generator_file: Path, onnx_files, tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="cannot run on onnxruntime"):
+    with pytest.raises(UserError, match="onnxruntime runs onnx files, not generator"):
         open_backend(generator_file, "onnxruntime", "cpu")
-    with pytest.raises(UserError, match="fp16 needs --device cuda"):
+    with pytest.raises(UserError, match="no fast fp16 on the CPU"):
         open_backend(generator_file, "torch", "cpu", "fp16")
-    with pytest.raises(UserError, match="export one"):
+    with pytest.raises(UserError, match="export an fp16 file"):
         open_backend(onnx_files[0], "onnxruntime", "cpu", "fp16")
-    with pytest.raises(UserError, match="unknown engine type"):
+    with pytest.raises(UserError, match="unknown model type"):
         open_backend(Path(__file__), "auto")
-    with pytest.raises(UserError, match="no such engine"):
+    with pytest.raises(UserError, match="no such file"):
         open_backend(tmp_path / "nope.onnx")
     assert open_backend(onnx_files[0], "auto", "cpu").name in ("openvino", "onnxruntime")
 
@@ -297,10 +299,9 @@ def test_torch_cuda_parity(generator_file: Path, precision: str) -> None:
 @pytest.mark.skipif(not _cuda() or __import__("importlib").util.find_spec("tensorrt") is None,
                     reason="needs TensorRT and a CUDA GPU (not on this machine)")
 def test_tensorrt_backend_parity(generator_file: Path, onnx_files, tmp_path: Path) -> None:
-    from srgan_export.metadata import read_onnx_info
     from srgan_export.trt_engine import BuildOptions, build_engine, compute_profile
 
-    info = read_onnx_info(onnx_files[1])
+    info = describe(onnx_files[1])
     prof = compute_profile(info, min_s="1x8x8", opt_s="4x64x64", max_s="4x256x256")
     build_engine(onnx_files[1], tmp_path / "m.plan", info, prof, BuildOptions(fp16=True),
                  cache_dir=tmp_path / "cache")

@@ -94,12 +94,12 @@ def test_bad_requests(generator_file: Path, folder: Path, tmp_path: Path) -> Non
             str(generator_file), "--tile", "16", "--overlap", "8")
     assert r.returncode == 2 and "no core" in r.stderr
     r = run("upscale", str(folder / "a.png"), "-o", str(tmp_path / "o"), "--no-progress")
-    from srgan_train.models import bundled_models
+    from srgan_runtime.core.modelinfo import bundled_models
 
     if "default" in bundled_models():  # no --engine: the bundled default model
         assert r.returncode == 0, r.stderr
     else:
-        assert r.returncode == 2 and "--engine" in r.stderr
+        assert r.returncode == 2 and "--model" in r.stderr
 
 
 def test_foreign_onnx_scale(generator_file: Path, folder: Path, tmp_path: Path) -> None:

@@ -10,21 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from srgan_export.metadata import ModelInfo
 from srgan_export.trt_engine import (
     BuildOptions,
-    Manifest,
     Profile,
     cache_key,
-    check_compatible,
     compute_profile,
-    manifest_path,
     parse_shape,
     parse_version,
     plan_precision,
-    read_manifest,
 )
+from srgan_runtime.backends.tensorrt import check_compatible
 from srgan_runtime.core.errors import UserError
+from srgan_runtime.core.manifest import Manifest, manifest_path, read_manifest
+from srgan_runtime.core.modelinfo import ModelInfo
 
 INFO = ModelInfo(scale=4, preset="tiny", precision="fp16")
 
@@ -187,8 +185,8 @@ def test_build_run_and_cache(generator_file: Path, tmp_path: Path, fp16: bool) -
     from conftest import data_root
 
     from srgan_export import OnnxExportOptions, export_onnx
-    from srgan_export.metadata import read_onnx_info
     from srgan_export.trt_engine import build_engine, check_engine, trt_environment
+    from srgan_runtime.core.modelinfo import describe as read_onnx_info
 
     onnx_path = tmp_path / "m.onnx"
     export_onnx(generator_file, onnx_path, OnnxExportOptions(fp16=fp16, data_dir=data_root()))

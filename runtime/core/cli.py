@@ -109,3 +109,14 @@ def toolkit_group(prog: str, *loggers: str) -> Callable[[Callable[[], None]], cl
         return group
 
     return wrap
+
+
+def require_torch(prog: str) -> None:
+    """Exit with one line (status 2) when torch is missing: training and export need it; the
+    runtime does not (``srrun`` runs ONNX files without it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        click.echo(f"{prog}: error: torch is not installed, and {prog} needs it: pip install "
+                   "'srgan-toolkit[torch]' (srrun runs ONNX models without torch)", err=True)
+        sys.exit(2)

@@ -1,17 +1,14 @@
-"""Image file helpers on Pillow and numpy: safe loading to RGB, bicubic resizing, atomic writes."""
+"""File helpers: atomic writes, output checks, image listing, hashing."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
-
-from .errors import ImageError, UserError
+from .errors import UserError
 
 # Read as inputs (GIF: still images; animated ones are skipped with a reason by srrun).
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
@@ -24,64 +21,6 @@ def list_images(folder: Path) -> list[Path]:
         for p in Path(folder).iterdir()
         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
     )
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    """Read an image file as an HxWx3 uint8 RGB array.
-
-    Grey, palette, RGBA/LA (alpha dropped) and 16-bit grey images are converted; anything
-    unreadable raises :class:`ImageError` naming the file.
-    """
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return pil_to_rgb_array(im)
-    except FileNotFoundError:
-        raise ImageError(path, "no such file") from None
-    except UnidentifiedImageError:
-        raise ImageError(path, "not an image file Pillow can read") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(path, f"corrupt or truncated image ({exc})") from None
-
-
-def pil_to_rgb_array(im: Image.Image) -> np.ndarray:
-    """Convert any Pillow image to HxWx3 uint8 RGB."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(im, dtype=np.float64)
-        # 16-bit modes are 16-bit by definition; only 32-bit "I" needs a guess at its range.
-        sixteen = im.mode != "I" or arr.max(initial=0) > 255
-        peak = 65535.0 if sixteen else 255.0
-        grey = np.clip(np.rint(arr / peak * 255.0), 0, 255).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=2)
-    if im.mode == "P" and "transparency" in im.info:
-        im = im.convert("RGBA")
-    if im.mode != "RGB":
-        im = im.convert("RGB")
-    return np.asarray(im, dtype=np.uint8).copy()
-
-
-def resize_bicubic(img: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Pillow BICUBIC resize of an HxWx3 uint8 array (antialiased when downscaling).
-
-    Pillow's antialiased cubic (a = -0.5) is within about 0.01 dB of MATLAB ``imresize`` on the
-    standard bicubic baselines.
-    """
-    out = Image.fromarray(img).resize((width, height), Image.Resampling.BICUBIC)
-    return np.asarray(out, dtype=np.uint8)
-
-
-def downscale(hr: np.ndarray, scale: int) -> np.ndarray:
-    """Standard degradation: ``imresize(modcrop(hr, scale), 1/scale)`` with Pillow bicubic."""
-    h, w = hr.shape[0] // scale, hr.shape[1] // scale
-    if h < 1 or w < 1:
-        raise ValueError(f"image {hr.shape[1]}x{hr.shape[0]} is smaller than the scale {scale}")
-    return resize_bicubic(hr[: h * scale, : w * scale], w, h)
-
-
-def upscale_bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
-    """The bicubic baseline: Pillow bicubic upscaling by ``scale``."""
-    return resize_bicubic(lr, lr.shape[1] * scale, lr.shape[0] * scale)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -130,20 +69,6 @@ def check_output_file(path: Path, what: str = "output file", overwrite: bool = T
     problem = folder_problem(path.parent)
     if problem:
         raise UserError(f"{path}: {problem}")
-
-
-def save_png(img: np.ndarray, path: Path) -> None:
-    """Write an RGB/grey uint8 array as PNG, atomically."""
-    atomic_write(Path(path), lambda tmp: Image.fromarray(img).save(tmp, format="PNG"))
-
-
-def iter_readable(paths: Iterable[Path]) -> Iterator[tuple[Path, np.ndarray | ImageError]]:
-    """Yield ``(path, array)`` for each readable image and ``(path, ImageError)`` for the others."""
-    for p in paths:
-        try:
-            yield p, load_rgb(p)
-        except ImageError as exc:
-            yield p, exc
 
 
 def file_sha256(path: Path) -> str:

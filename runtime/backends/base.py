@@ -1,0 +1,80 @@
+"""The one small interface every backend implements (as Polygraphy's runners): a batch of NCHW
+float32 tiles in [0, 1] in, the upscaled batch out, quantized to the output's integer type."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.modelinfo import ModelInfo
+
+
+@dataclass(frozen=True)
+class Output:
+    """A backend's result: NHWC pixels in the requested integer type, and which batch items
+    held NaN/Inf before quantization (those must be recomputed, not trusted)."""
+
+    pixels: np.ndarray
+    finite: np.ndarray  # bool per batch item
+
+
+def quantize(y: np.ndarray, bits: int) -> Output:
+    """NCHW float -> NHWC uint8/uint16, rounding (not truncating) after clamping to [0, 1]."""
+    finite = np.isfinite(y).reshape(y.shape[0], -1).all(axis=1)
+    peak = 65535.0 if bits == 16 else 255.0
+    dtype = np.uint16 if bits == 16 else np.uint8
+    y = np.nan_to_num(y, nan=0.0, posinf=1.0, neginf=0.0)
+    q = np.clip(np.rint(y * peak), 0, peak).astype(dtype)
+    return Output(np.ascontiguousarray(q.transpose(0, 2, 3, 1)), finite)
+
+
+class Backend:
+    """Base class. A backend is opened for one model (its :class:`ModelInfo`), one device and
+    one precision; subclasses implement ``_run`` (float NCHW out) or override ``run``."""
+
+    name = "base"
+
+    def __init__(self, info: ModelInfo, precision: str, device: str) -> None:
+        self.info = info
+        self.precision = precision
+        self.device = device
+        self._lock = threading.Lock()
+
+    @property
+    def scale(self) -> int:
+        return self.info.scale
+
+    @property
+    def channels(self) -> int:
+        return self.info.channels
+
+    @property
+    def fixed_shape(self) -> tuple[int, int, int] | None:
+        """(B, H, W) of a static model, else None."""
+        return self.info.static
+
+    @property
+    def receptive_radius(self) -> int | None:
+        return self.info.receptive_radius
+
+    def describe(self) -> str:
+        return f"{self.name} {self.device} {self.precision}"
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def run(self, batch: np.ndarray, bits: int = 8) -> Output:
+        """Upscale a float32 NCHW batch; thread-safe (calls are serialised per backend)."""
+        with self._lock:
+            return quantize(self._run(batch), bits)
+
+    def run_float(self, batch: np.ndarray) -> np.ndarray:
+        """Raw float NCHW output (for parity checks)."""
+        with self._lock:
+            return np.asarray(self._run(batch), dtype=np.float32)
+
+    def fp32_fallback(self) -> Backend | None:
+        """The same model in fp32, to recompute tiles that came out NaN/Inf."""
+        return None

@@ -1,0 +1,43 @@
+"""OpenVINO backend: an ONNX file on the CPU, f32 or bf16 inference precision."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.errors import UserError, first_line
+from ..core.modelinfo import ModelInfo
+from .base import Backend
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+
+    def __init__(self, info: ModelInfo, device: str = "cpu", precision: str = "fp32",
+                 threads: int = 0) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise UserError("openvino is not installed: pip install 'srgan-toolkit[openvino]'"
+                            ) from None
+        super().__init__(info, precision, device)
+        core = ov.Core()
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+                  "PERFORMANCE_HINT": "LATENCY"}
+        if threads > 0:
+            config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            self.compiled = core.compile_model(core.read_model(info.path), "CPU", config)
+        except Exception as exc:
+            raise UserError(f"{info.path}: OpenVINO cannot compile it "
+                            f"({first_line(exc)})") from None
+        self.request = self.compiled.create_infer_request()
+        self.threads = threads
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        self.request.infer({0: np.ascontiguousarray(batch, np.float32)})
+        return self.request.get_output_tensor(0).data.copy()
+
+    def fp32_fallback(self) -> Backend | None:
+        if self.precision == "fp32":
+            return None
+        return OpenVinoBackend(self.info, "cpu", "fp32", self.threads)

@@ -1,0 +1,367 @@
+"""One description of every model the toolkit accepts: :func:`describe` turns a generator file
+(``.safetensors``), a run folder, a bundled model's name, an ONNX file or a TensorRT plan (with
+its manifest) into a :class:`ModelInfo`. Nothing here needs torch; ONNX files need the ``onnx``
+package, imported only when one is read.
+
+Every backend, ``srrun models``, ``srexport``, ``srbench`` and ``srtrain info`` read models
+through this module, so a new format or architecture describes itself in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from .errors import UserError, first_line
+from .generator import (
+    ARCH,
+    generator_config,
+    read_generator_metadata,
+    read_safetensors_header,
+    receptive_radius,
+)
+from .manifest import ENGINE_SUFFIXES, read_manifest
+
+ONNX_FORMAT = "srgan-toolkit/onnx"
+FORMATS = ("generator", "onnx", "tensorrt")
+MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
+
+MAX_SCALE = 16
+MAX_SIDE = 16384  # per tile side; with MAX_STATIC_PIXELS it bounds a static engine's buffer
+MAX_STATIC_PIXELS = 1 << 26  # B x H x W of one static input: 64 M (768 MB of float32 RGB)
+
+# Fields that describe the file itself rather than the network: never written to ONNX metadata.
+_LOCAL_FIELDS = frozenset({"format", "path", "extra"})
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a runtime needs to know about a model, whatever file it came from.
+
+    ``receptive_radius`` is None when unknown (a foreign ONNX file). ``static_shape`` is
+    ``"B,H,W"`` for fixed-shape models, else empty (dynamic). ``extra`` holds the source's
+    other metadata (a generator's training step and validation PSNR, an engine's profile).
+    """
+
+    scale: int
+    format: str = "onnx"  # generator | onnx | tensorrt
+    arch: str = "unknown"
+    preset: str = "unknown"
+    channels: int = 3  # input channels
+    out_channels: int = 3
+    precision: str = "fp32"  # stored precision of the body; inputs/outputs are float32
+    value_range: str = "0-1"
+    colour_order: str = "RGB"
+    layout: str = "NCHW"
+    input_name: str = "lr"
+    output_name: str = "sr"
+    min_input_size: int = 1
+    input_multiple: int = 1
+    square_only: bool = False
+    receptive_radius: int | None = None
+    static_shape: str = ""
+    source_sha256: str = ""
+    toolkit_version: str = ""
+    opset: int = 0
+    path: str = field(default="", compare=False)
+    extra: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    # --- derived -------------------------------------------------------------------------------
+
+    @property
+    def static(self) -> tuple[int, int, int] | None:
+        """(B, H, W) of a fixed-shape model, else None."""
+        return parse_static_shape(self.static_shape) if self.static_shape else None
+
+    @property
+    def dynamic(self) -> bool:
+        return not self.static_shape
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """Precisions the model can be computed in (which backend offers each: the support
+        table in :mod:`srgan_runtime.backends.support`)."""
+        if self.format == "generator":
+            return ("fp32", "fp16", "bf16")
+        if self.format == "onnx":
+            return ("fp16",) if self.precision == "fp16" else ("fp32", "bf16")
+        return (self.precision,)
+
+    def summary(self) -> str:
+        """One line for listings."""
+        radius = "unknown" if self.receptive_radius is None else str(self.receptive_radius)
+        shape = f"fixed {self.static_shape.replace(',', 'x')}" if self.static_shape else "dynamic"
+        sizes = []
+        if self.min_input_size > 1:
+            sizes.append(f"min {self.min_input_size}")
+        if self.input_multiple > 1:
+            sizes.append(f"multiple of {self.input_multiple}")
+        if self.square_only:
+            sizes.append("square")
+        req = f", input {' '.join(sizes)}" if sizes else ""
+        return (f"x{self.scale} {self.arch} ({self.preset}) {self.format}, "
+                f"{self.channels}->{self.out_channels} channels, stored {self.precision}, "
+                f"radius {radius}, {shape} shapes{req}, runs in {'/'.join(self.precisions)}")
+
+    def as_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["extra"] = dict(self.extra)
+        d["precisions"] = list(self.precisions)
+        return d
+
+    # --- ONNX metadata_props -------------------------------------------------------------------
+
+    def to_props(self) -> dict[str, str]:
+        """The string table stored in an ONNX file's ``metadata_props``."""
+        props = {"format": ONNX_FORMAT}
+        for f in fields(self):
+            if f.name in _LOCAL_FIELDS:
+                continue
+            value = getattr(self, f.name)
+            props[f.name] = "" if value is None else str(value)
+        return props
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str], where: object = "model",
+                   **overrides: object) -> ModelInfo:
+        """Parse and validate a metadata table (ONNX ``metadata_props``, an engine manifest's
+        ``model`` section); untrusted input, so every value is checked."""
+        if props.get("format") != ONNX_FORMAT:
+            raise UserError(f"{where}: not an ONNX file of this toolkit (no '{ONNX_FORMAT}' "
+                            "metadata); pass --scale to use it anyway")
+        kwargs: dict[str, object] = {}
+        for f in fields(cls):
+            if f.name in _LOCAL_FIELDS or f.name not in props:
+                continue
+            kwargs[f.name] = _parse_prop(f.name, str(f.type), props[f.name], where)
+        if "out_channels" not in props and "channels" in kwargs:
+            kwargs["out_channels"] = kwargs["channels"]  # files from before out_channels
+        if "arch" not in props:
+            kwargs["arch"] = ARCH  # every file of this toolkit before "arch" was ours
+        if kwargs.get("scale") is None:
+            raise UserError(f"{where}: model metadata has no scale")
+        kwargs.update(overrides)
+        return cls(**kwargs).validate(where)  # type: ignore[arg-type]
+
+    def validate(self, where: object = "model") -> ModelInfo:
+        """Every field in range: the metadata of a file is untrusted input (a static shape
+        becomes a buffer size, a radius a tile overlap)."""
+        bounds = {"scale": (1, MAX_SCALE), "channels": (1, 4), "out_channels": (1, 4),
+                  "min_input_size": (1, MAX_SIDE), "input_multiple": (1, MAX_SIDE),
+                  "receptive_radius": (0, MAX_SIDE), "opset": (0, 1000)}
+        for name, (lo, hi) in bounds.items():
+            value = getattr(self, name)
+            if value is not None and not lo <= value <= hi:
+                raise UserError(f"{where}: model metadata {name}={value} is outside {lo}..{hi}")
+        if self.precision not in ("fp32", "fp16"):
+            raise UserError(f"{where}: model metadata precision={self.precision!r} is not fp32 "
+                            "or fp16")
+        if self.format not in FORMATS:
+            raise UserError(f"{where}: unknown model format {self.format!r}")
+        if self.static_shape:
+            parse_static_shape(self.static_shape, where)
+        return self
+
+
+def _parse_prop(name: str, kind: str, text: str, where: object) -> object:
+    if "int" in kind:
+        if text == "" and "None" in kind:
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            raise UserError(f"{where}: model metadata {name}={text!r} is not a whole "
+                            "number") from None
+    if kind == "bool":
+        if text not in ("True", "False"):
+            raise UserError(f"{where}: model metadata {name}={text!r} is not True or False")
+        return text == "True"
+    return text
+
+
+def parse_static_shape(text: str, where: object = "model") -> tuple[int, int, int]:
+    """``"B,H,W"`` of a fixed-shape model, checked: positive and of a size one can allocate."""
+    try:
+        b, h, w = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"{where}: static shape {text!r} is not B,H,W") from None
+    if min(b, h, w) < 1 or max(h, w) > MAX_SIDE or b * h * w > MAX_STATIC_PIXELS:
+        raise UserError(f"{where}: static shape {text!r} is out of range (sides 1..{MAX_SIDE}, "
+                        f"B x H x W <= {MAX_STATIC_PIXELS})")
+    return b, h, w
+
+
+# --- finding a model ---------------------------------------------------------------------------
+
+def bundled_models() -> dict[str, Path]:
+    """Name -> generator file of every model shipped with the runtime. Each also ships as an
+    ONNX file beside it (:func:`onnx_variant`), for installs without torch."""
+    if not MODEL_DIR.is_dir():
+        return {}
+    names = sorted({p.stem for p in MODEL_DIR.iterdir() if p.suffix in (".safetensors", ".onnx")})
+    return {n: MODEL_DIR / f"{n}.safetensors" for n in names}
+
+
+def onnx_variant(generator: Path) -> Path | None:
+    """The ONNX export shipped beside a bundled generator, if there is one."""
+    cand = Path(generator).with_suffix(".onnx")
+    return cand if cand.is_file() and Path(generator).parent == MODEL_DIR else None
+
+
+def resolve_model(spec: str | Path) -> Path:
+    """A model file as given, a run folder's ``generator.safetensors``, or a bundled model."""
+    p = Path(spec)
+    if p.is_dir():
+        cand = p / "generator.safetensors"
+        if not cand.is_file():
+            raise UserError(f"{p}: run folder has no generator.safetensors")
+        return cand
+    if p.exists():
+        return p
+    models = bundled_models()
+    if str(spec) in models:
+        return models[str(spec)]
+    known = ", ".join(models) or "none bundled in this build"
+    raise UserError(f"{spec}: no such file, run folder or bundled model ({known})")
+
+
+def default_model(scale: int | None = None) -> Path:
+    """The bundled ``default`` model, or for ``scale`` the bundled model of that scale
+    (``default`` if it matches, then ``x<scale>``, then any other)."""
+    models = bundled_models()
+    if scale is None:
+        if "default" in models:
+            return models["default"]
+        raise UserError("no model given and no bundled default model in this build; pass "
+                        "--model (a generator from 'srtrain fit', an ONNX file or a plan)")
+    for name in dict.fromkeys(n for n in ("default", f"x{scale}", *models) if n in models):
+        if describe(models[name]).scale == scale:
+            return models[name]
+    raise UserError(f"no bundled x{scale} model in this build (bundled: "
+                    f"{', '.join(models) or 'none'}); pass --model")
+
+
+def model_format(path: Path) -> str:
+    """``generator``, ``onnx`` or ``tensorrt`` from a file name (a run folder is a generator)."""
+    p = Path(path)
+    if p.is_dir() or p.suffix == ".safetensors":
+        return "generator"
+    if p.suffix == ".onnx":
+        return "onnx"
+    if p.suffix in ENGINE_SUFFIXES:
+        return "tensorrt"
+    raise UserError(f"{path}: unknown model type (expected .safetensors, .onnx or .plan)")
+
+
+# --- describe ----------------------------------------------------------------------------------
+
+def describe(spec: str | Path, scale: int | None = None) -> ModelInfo:
+    """Describe a model file, run folder or bundled name. ``scale`` is checked against the
+    model's, and gives the scale of a foreign ONNX file that lacks this toolkit's metadata."""
+    path = resolve_model(spec)
+    if not path.is_file():
+        raise UserError(f"{path}: no such model file")
+    kind = model_format(path)
+    if kind == "generator":
+        info = _describe_generator(path)
+    elif kind == "onnx":
+        info = _describe_onnx(path, scale)
+    else:
+        info = _describe_engine(path)
+    if scale is not None and scale != info.scale:
+        raise UserError(f"{path}: model is x{info.scale}, --scale is {scale}")
+    return replace(info, path=str(path))
+
+
+_DTYPE_PRECISION = {"F32": "fp32", "F16": "fp16", "BF16": "bf16", "F64": "fp64"}
+
+
+def _describe_generator(path: Path) -> ModelInfo:
+    meta = read_generator_metadata(path)
+    cfg = generator_config(path, meta)
+    dtypes = {v.get("dtype") for k, v in read_safetensors_header(path).items()
+              if k != "__metadata__" and isinstance(v, dict)} - {"I64", "I32"}
+    stored = _DTYPE_PRECISION.get(dtypes.pop(), "fp32") if len(dtypes) == 1 else "fp32"
+    skip = {"format", "format_version", "config", "arch", "preset", "scale", "toolkit_version"}
+    return ModelInfo(
+        scale=cfg.scale, format="generator", arch=meta.get("arch", ARCH),
+        preset=meta.get("preset", "unknown"), channels=cfg.in_channels,
+        out_channels=cfg.out_channels, precision=stored if stored in ("fp32", "fp16") else "fp32",
+        value_range=meta.get("value_range", "0-1"), colour_order=meta.get("colour_order", "RGB"),
+        layout=meta.get("layout", "NCHW"), receptive_radius=receptive_radius(cfg),
+        toolkit_version=meta.get("toolkit_version", ""),
+        extra={k: v for k, v in meta.items() if k not in skip},
+    )
+
+
+def _describe_onnx(path: Path, scale: int | None) -> ModelInfo:
+    try:
+        import onnx
+    except ImportError:
+        raise UserError(f"{path}: reading ONNX files needs the onnx package: pip install "
+                        "'srgan-toolkit[onnx]' (or [openvino])") from None
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise UserError(f"{path}: not a readable ONNX file ({first_line(exc)})") from None
+    props = {p.key: p.value for p in model.metadata_props}
+    if props.get("format") == ONNX_FORMAT:
+        return ModelInfo.from_props(props, path, format="onnx")
+    if scale is None:
+        ModelInfo.from_props(props, path)  # raises the "pass --scale" error
+    if len(model.graph.input) != 1 or len(model.graph.output) != 1:
+        raise UserError(f"{path}: expected one input and one output")
+    inp, out = model.graph.input[0], model.graph.output[0]
+
+    def dims(value) -> list[int]:
+        return [d.dim_value if d.HasField("dim_value") else 0
+                for d in value.type.tensor_type.shape.dim]
+
+    din, dout = dims(inp), dims(out)
+    if len(din) != 4:
+        raise UserError(f"{path}: input {inp.name!r} is not NCHW (rank {len(din)})")
+    static = ",".join(str(d) for d in (din[0], din[2], din[3])) if all(din) else ""
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    return ModelInfo(scale=int(scale), format="onnx", channels=din[1] or 3,
+                     out_channels=(dout[1] if len(dout) == 4 and dout[1] else din[1] or 3),
+                     input_name=inp.name, output_name=out.name, static_shape=static,
+                     opset=opset, precision=onnx_body_precision(model)).validate(path)
+
+
+def onnx_body_precision(model) -> str:
+    """``fp16`` when most floating initializers are float16, else ``fp32``."""
+    import onnx
+
+    counts = {"fp16": 0, "fp32": 0}
+    for init in model.graph.initializer:
+        if init.data_type == onnx.TensorProto.FLOAT16:
+            counts["fp16"] += 1
+        elif init.data_type == onnx.TensorProto.FLOAT:
+            counts["fp32"] += 1
+    return "fp16" if counts["fp16"] > counts["fp32"] else "fp32"
+
+
+def _describe_engine(path: Path) -> ModelInfo:
+    m = read_manifest(path)
+    prof = m.profile
+    static = ""
+    if prof["min"] == prof["max"]:
+        static = f"{prof['min'][0]},{prof['min'][2]},{prof['min'][3]}"
+    props = {"format": ONNX_FORMAT, "scale": str(m.scale), **m.model}
+    base = ModelInfo.from_props(props, f"{path} manifest", format="tensorrt")
+    extra = {f"profile_{k}": "x".join(map(str, prof[k])) for k in ("min", "opt", "max")}
+    extra.update(tensorrt_version=m.tensorrt_version, gpu_name=m.gpu_name,
+                 compute_capability=m.compute_capability)
+    return replace(base, precision=m.precision, static_shape=static, channels=prof["opt"][1],
+                   min_input_size=max(base.min_input_size, *prof["min"][2:]),
+                   extra=extra).validate(path)
+
+
+def resolve_generator(spec: str | Path) -> Path:
+    """Like :func:`resolve_model`, for commands that need a generator file (training, export)."""
+    path = resolve_model(spec)
+    if path.suffix != ".safetensors":
+        raise UserError(f"{spec}: a {model_format(path)} file; this needs a generator "
+                        "(.safetensors, a run folder or a bundled name)")
+    return path
