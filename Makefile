@@ -12,7 +12,7 @@ EXTRAS ?= test,torch,onnx,openvino
 RT_VENV ?= .venv-runtime
 RT_EXTRAS ?= onnx,openvino
 DEMO ?= demo-out
-MACHINE ?= $(shell $(PYTHON) benchmarks/machine.py --slug 2>/dev/null || echo cpu)
+MACHINE ?= $(shell $(BIN)/python -m srgan_runtime.core.machine --slug 2>/dev/null || echo cpu)
 
 .PHONY: demo demo-train test test-runtime lint bench install clean wheelhouse
 

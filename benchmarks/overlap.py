@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 
 def main() -> None:
-    from machine import machine_info
-
     from srgan_runtime import Upscaler
     from srgan_runtime.core.files import list_images
     from srgan_runtime.core.imageio import load_rgb
+    from srgan_runtime.core.machine import machine_info
     from srgan_runtime.core.metrics import psnr
     from srgan_runtime.tiling import plan_tiles, seam_score
 

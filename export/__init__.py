@@ -6,8 +6,10 @@ Python API (the ``srexport`` CLI is a thin layer over it)::
     res = export_onnx("generator.safetensors", "model.onnx", OnnxExportOptions(fp16=True))
     print(res.parity.lines()[-1])
 
-TensorRT: :mod:`srgan_export.trt_engine` (``compute_profile``, ``build_engine``, ``TrtRunner``,
-``check_compatible``); it imports TensorRT only when a build or run is asked for.
+TensorRT: :mod:`srgan_export.trt_engine` builds engines (``compute_profile``,
+``build_engine``, ``check_engine``); the runtime runs them
+(:mod:`srgan_runtime.backends.tensorrt`). TensorRT is imported only when a build is asked for.
+Models are read through :func:`srgan_runtime.describe`.
 """
 
 from .onnx_export import (

@@ -167,7 +167,7 @@ def _real_images(scale: int, data_dir: Path | None) -> tuple[list[tuple[str, np.
             imgs = [(p.stem, load_rgb(p)) for p in list_images(folder)]
             if imgs:
                 return imgs, str(folder)
-    from srgan_train.synth import texture
+    from srgan_runtime.core.synth import texture
 
     rng = np.random.default_rng(0)
     imgs = [(f"texture{i}", texture(rng, 72 + 9 * i, 96 - 7 * i)) for i in range(3)]

@@ -1,7 +1,9 @@
-"""TensorRT engines: profile shapes, precision route, manifest, engine cache, build and run.
+"""TensorRT engine builds: profile shapes, precision route, engine cache, build, and the parity
+check of a built engine. Running engines is the runtime's (:mod:`srgan_runtime.backends.tensorrt`);
+the manifest format is the base's (:mod:`srgan_runtime.core.manifest`).
 
-The pure parts (shapes, precision choice, manifest, cache key, compatibility check) are plain
-Python and unit-tested everywhere. The parts that call TensorRT are written to the documented
+The pure parts (shapes, precision choice, cache key) are plain Python and unit-tested
+everywhere. The parts that call TensorRT are written to the documented
 10.x and 11.x Python API and run only where TensorRT and a CUDA GPU exist:
 
 * TensorRT 11 removed ``BuilderFlag.FP16`` and weak typing; FP16 there means an FP16 ONNX
@@ -22,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from srgan_runtime.backends.tensorrt import TrtEnvironment, TrtRunner, trt_environment
+from srgan_runtime.core.cli import parse_dims
 from srgan_runtime.core.errors import UserError
-from srgan_runtime.core.files import atomic_write, file_sha256
+from srgan_runtime.core.files import atomic_write, check_output_file, file_sha256
 from srgan_runtime.core.manifest import Manifest, manifest_path, read_manifest
 from srgan_runtime.core.modelinfo import ModelInfo, describe
 
@@ -37,15 +40,9 @@ Shape = tuple[int, int, int, int]  # N, C, H, W
 
 def parse_shape(text: str, channels: int) -> Shape:
     """``"BxHxW"`` or ``"BxCxHxW"`` (``,`` also accepted) to an NCHW tuple."""
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        vals = [int(p) for p in parts]
-    except ValueError:
-        raise UserError(f"shape {text!r}: expected BxHxW, e.g. 4x128x128") from None
+    vals = list(parse_dims(text, (3, 4), "BxHxW, e.g. 4x128x128"))
     if len(vals) == 3:
         vals = [vals[0], channels, vals[1], vals[2]]
-    if len(vals) != 4 or min(vals) < 1:
-        raise UserError(f"shape {text!r}: expected BxHxW with every value >= 1")
     if vals[1] != channels:
         raise UserError(f"shape {text!r}: the model has {channels} channels")
     return vals[0], vals[1], vals[2], vals[3]
@@ -322,8 +319,7 @@ def build_engine(onnx_path: Path, out: Path, info: ModelInfo, profile: Profile,
             atomic_write(manifest_path(cached), lambda tmp: tmp.write_text(manifest.to_json()))
         except OSError as exc:
             log.warning("engine cache %s not writable (%s); continuing without it", cache_dir, exc)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out}: exists (use --overwrite to replace it)")
+    check_output_file(out, "engine file", overwrite)
     atomic_write(out, lambda tmp: tmp.write_bytes(blob))
     atomic_write(manifest_path(out), lambda tmp: tmp.write_text(manifest.to_json()))
     return EngineResult(out, manifest, from_cache)

@@ -8,7 +8,6 @@ reported with the interquartile range and the number of outliers (beyond 1.5 IQR
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -23,14 +22,14 @@ import numpy as np
 
 from srgan_runtime.core import __version__
 from srgan_runtime.core.cli import FiniteFloat, one_line_errors, setup_logging
-from srgan_runtime.core.errors import UserError
+from srgan_runtime.core.errors import UserError, first_line
 from srgan_runtime.core.files import check_output_file
+from srgan_runtime.core.modelinfo import ModelInfo
 
 log = logging.getLogger("srgan_runtime.bench")
 
-ALL_ROWS = [("torch", "fp32"), ("torch", "bf16"), ("torch", "fp16"),
-            ("onnxruntime", "fp32"), ("onnxruntime", "fp16"),
-            ("openvino", "fp32"), ("openvino", "bf16"), ("tensorrt", "fp16")]
+# The file each backend is timed on, per precision (the support table's model axis).
+_KIND = {"torch": "generator", "onnxruntime": "onnx", "openvino": "onnx", "tensorrt": "tensorrt"}
 
 
 @dataclass
@@ -55,31 +54,7 @@ class Row:
     peak_vram_mb: float | None = None
 
 
-# --- machine and limits -------------------------------------------------------------------------
-
-def machine_info() -> dict:
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info: dict = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-                  "toolkit": __version__}
-    import torch
-
-    info["torch"] = torch.__version__
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        cc = torch.cuda.get_device_capability(0)
-        info["compute_capability"] = f"{cc[0]}.{cc[1]}"
-    for mod in ("onnxruntime", "openvino", "tensorrt"):
-        with contextlib.suppress(Exception):  # not installed, or a broken install
-            info[mod] = __import__(mod).__version__
-    return info
-
+# --- limits -------------------------------------------------------------------------------------
 
 def _median_time(fn, repeats: int = 5, warmup: int = 2) -> float:
     for _ in range(warmup):
@@ -232,37 +207,29 @@ def run_row(row: Row, engine: Path, *, eval_pairs, reference_outputs, device: st
 
 # --- the whole run ------------------------------------------------------------------------------
 
-def _fmt(v, spec: str) -> str:
-    width = int(spec.split(".")[0]) if spec[0].isdigit() else 0
-    if v is None:
-        return "-".rjust(width)
-    if isinstance(v, float) and math.isinf(v):
-        return "inf".rjust(width)
-    return format(v, spec)
+_COLUMNS = [("backend", "<12"), ("prec", "<5"), ("status", "<12"), ("MB", ">6.2f"),
+            ("PSNR", ">7.3f"), ("SSIM", ">7.4f"), ("parity dB", ">9.1f"), ("ms/tile", ">9.1f"),
+            ("+-IQR", ">6.1f"), ("MP/s", ">6.3f"), ("GFLOP/s", ">8.1f"), ("%peak", ">6.1f"),
+            ("RSS MB", ">7.0f"), ("", "")]
 
 
 def format_table(machine: dict, limits: dict, rows: list[Row]) -> str:
+    from .core.table import text_table
+
     gpu = f", GPU {machine['gpu']}" if "gpu" in machine else ", no GPU"
-    lines = [f"srbench on {machine['cpu']} ({machine['cores']} cores{gpu}); torch "
-             f"{machine['torch']}; limits: " + ", ".join(f"{k} {v}" for k, v in limits.items())]
-    head = (f"{'backend':<12} {'prec':<5} {'status':<12} {'MB':>6} {'PSNR':>7} {'SSIM':>7} "
-            f"{'parity dB':>9} {'ms/tile':>9} {'+-IQR':>6} {'MP/s':>6} {'GFLOP/s':>8} "
-            f"{'%peak':>6} {'RSS MB':>7}")
-    lines += [head, "-" * len(head)]
-    for r in rows:
-        lines.append(
-            f"{r.backend:<12} {r.precision:<5} {r.status:<12} {_fmt(r.size_mb, '6.2f')} "
-            f"{_fmt(r.psnr, '7.3f')} {_fmt(r.ssim, '7.4f')} {_fmt(r.parity_db, '9.1f')} "
-            f"{_fmt(r.ms_per_tile, '9.1f')} {_fmt(r.ms_iqr, '6.1f')} {_fmt(r.mp_per_s, '6.3f')} "
-            f"{_fmt(r.gflops, '8.1f')} {_fmt(r.pct_of_peak, '6.1f')} {_fmt(r.peak_mem_mb, '7.0f')}"
-            + (f"  {r.reason}" if r.reason else ""))
-    return "\n".join(lines)
+    first = (f"srbench on {machine['cpu']} ({machine['cores']} cores{gpu}); torch "
+             f"{machine.get('torch', '-')}; limits: "
+             + ", ".join(f"{k} {v}" for k, v in limits.items()))
+    body = [(r.backend, r.precision, r.status, r.size_mb, r.psnr, r.ssim, r.parity_db,
+             r.ms_per_tile, r.ms_iqr, r.mp_per_s, r.gflops, r.pct_of_peak, r.peak_mem_mb,
+             f" {r.reason}" if r.reason else "") for r in rows]
+    return "\n".join([first, *(ln.rstrip() for ln in text_table(_COLUMNS, body))])
 
 
 def _eval_set(data: Path | None, scale: int):
     from srgan_runtime.core.imageio import downscale
+    from srgan_runtime.core.synth import texture
     from srgan_train.evaluate import EvalPair, load_eval_set
-    from srgan_train.synth import texture
 
     root = data if data is not None else Path(os.environ.get("SR_DATA_DIR",
                                                               "../shared/data")) / "Set5"
@@ -294,14 +261,18 @@ def _eval_set(data: Path | None, scale: int):
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
 @click.option("--min-psnr", type=FiniteFloat(), default=None,
               help="Exit 1 when any row's PSNR against HR is below this (CI gate).")
-@click.option("--debug", is_flag=True)
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("-v", "--verbose", is_flag=True, help="More log output.")
+@click.version_option(__version__, prog_name="srbench")
 def bench_cmd(ckpt: str | None, data: Path | None, tile: int, batch: int, backends: str | None,
               device: str, threads: int, repeats: int, min_seconds: float,
-              json_path: Path | None, min_psnr: float | None, debug: bool) -> None:
-    """Export, check and time a generator on every backend here; print one table."""
+              json_path: Path | None, min_psnr: float | None, debug: bool,
+              verbose: bool) -> None:
+    """Export, check and time a generator on every backend the support table lists for this
+    device; print one table."""
     ctx = click.get_current_context()
     ctx.obj = {"debug": debug}
-    setup_logging(False, "srgan_runtime", "srgan_export", "srgan_train")
+    setup_logging(verbose, "srgan_runtime", "srgan_export", "srgan_train")
     with one_line_errors(ctx, "srbench"):
         if json_path is not None:
             check_output_file(json_path, "results file")
@@ -310,113 +281,175 @@ def bench_cmd(ckpt: str | None, data: Path | None, tile: int, batch: int, backen
     ctx.exit(code)
 
 
-def _bench(ckpt, data, tile, batch, backends, device, threads, repeats, min_seconds,
-           json_path, min_psnr) -> int:
-    import torch
+@dataclass
+class _Plan:
+    """Everything a run needs, prepared before any row is timed."""
 
-    from srgan_export import OnnxExportOptions, export_onnx
-    from srgan_runtime.core.generator import macs_per_lr_pixel
-    from srgan_train.checkpoint import load_generator
+    gen: Path
+    info: ModelInfo
+    device: str
+    pairs: list
+    source: str
+    rows: list[Row]
 
-    from .backends import available_backends
-    from .core.modelinfo import default_model, resolve_generator
+
+def plan_rows(device: str, wanted: set[str] | None = None) -> list[Row]:
+    """One row per backend x precision the support table has for some device; rows this
+    device cannot run are kept as skipped, with the table's reason."""
+    from .backends import BACKENDS, PRECISIONS, installed
+    from .backends.support import support_problem
+
+    rows = []
+    for backend in BACKENDS:
+        if wanted is not None and backend not in wanted:
+            continue
+        for precision in PRECISIONS:
+            kind = "onnx-fp16" if _KIND[backend] == "onnx" and precision == "fp16" \
+                else _KIND[backend]
+            problems = {d: support_problem(backend, d, precision, kind) for d in ("cpu", "cuda")}
+            if all(problems.values()):
+                continue  # no device runs it: not a row
+            row = Row(backend, precision)
+            if problems[device]:
+                row.status, row.reason = "skipped", problems[device]
+            elif not installed(backend):
+                row.status, row.reason = "skipped", f"{backend} is not installed"
+            rows.append(row)
+    return rows
+
+
+def _prepare(ckpt, data, tile, batch, backends, device, threads) -> _Plan:
+    from .backends import BACKENDS, installed
+    from .core.modelinfo import default_model, describe, resolve_generator
     from .upscaler import check_settings
 
     if tile < 8 or batch < 1:
         raise UserError("--tile must be >= 8 and --batch >= 1")
     check_settings(tile=tile, batch=batch, threads=threads, device=device)
+    if not installed("torch"):
+        raise UserError("srbench exports and checks a generator against PyTorch: pip install "
+                        "'srgan-toolkit[torch]'")
+    import torch
+
     gen = resolve_generator(ckpt) if ckpt else default_model()
-    gf = load_generator(Path(gen))
+    info = describe(gen)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if threads:
         torch.set_num_threads(threads)
-    machine = machine_info()
-    limits = measure_limits(threads, device)
-    pairs, source = _eval_set(data, gf.scale)
-    have = set(available_backends())
     wanted = None if backends is None else {b.strip() for b in backends.split(",")}
-    unknown = (wanted or set()) - {b for b, _ in ALL_ROWS}
+    unknown = (wanted or set()) - set(BACKENDS)
     if unknown:
-        raise UserError(f"unknown backends {sorted(unknown)}")
-    click.echo(f"srbench: {gen} ({gf.metadata.get('preset')} x{gf.scale}), eval on {source}, "
-               f"tile {tile}, batch {batch}, device {device}", err=True)
+        raise UserError(f"unknown backends {sorted(unknown)} (choose from {', '.join(BACKENDS)})")
+    pairs, source = _eval_set(data, info.scale)
+    rows = plan_rows("cuda" if device.startswith("cuda") else "cpu", wanted)
+    for row in rows:
+        row.tile, row.batch = tile, batch
+    return _Plan(gen, info, device, pairs, source, rows)
 
+
+class _Exports:
+    """The model files rows need, made once each in a temporary folder."""
+
+    def __init__(self, gen: Path, tmp: Path) -> None:
+        self.gen, self.tmp = gen, tmp
+        self.done: dict[str, Path | Exception] = {}
+
+    def file(self, kind: str) -> Path:
+        if kind == "generator":
+            return self.gen
+        if kind not in self.done:
+            try:
+                self.done[kind] = self._make(kind)
+            except UserError as exc:
+                self.done[kind] = exc
+        got = self.done[kind]
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    def _make(self, kind: str) -> Path:
+        from srgan_export import OnnxExportOptions, export_onnx
+
+        if kind == "tensorrt":
+            return _trt_engine(self.file("onnx-fp16"), self.tmp)
+        path = self.tmp / f"model-{kind}.onnx"
+        export_onnx(self.gen, path, OnnxExportOptions(fp16=kind == "onnx-fp16", verify=False))
+        return path
+
+
+def _run_rows(plan: _Plan, threads, repeats, min_seconds, limits) -> None:
     from .backends import open_backend
+    from .core.generator import generator_config, macs_per_lr_pixel, read_generator_metadata
     from .upscaler import Upscaler
 
-    ref = Upscaler(backend=open_backend(Path(gen), "torch", "cpu", "fp32", threads), tile=0)
-    reference_outputs = [ref.upscale(p.lr) for p in pairs]
-    macs = macs_per_lr_pixel(gf.config)
-    rows: list[Row] = []
+    ref = Upscaler(backend=open_backend(plan.gen, "torch", "cpu", "fp32", threads), tile=0)
+    reference_outputs = [ref.upscale(p.lr) for p in plan.pairs]
+    macs = macs_per_lr_pixel(generator_config(plan.gen, read_generator_metadata(plan.gen)))
     with tempfile.TemporaryDirectory(prefix="srbench-") as tmp:
-        exported: dict[str, Path | Exception] = {}
-
-        def onnx_file(precision: str) -> Path:
-            if precision not in exported:
-                path = Path(tmp) / f"model-{precision}.onnx"
-                try:
-                    export_onnx(Path(gen), path, OnnxExportOptions(fp16=precision == "fp16",
-                                                                    verify=False))
-                    exported[precision] = path
-                except UserError as exc:
-                    exported[precision] = exc
-            got = exported[precision]
-            if isinstance(got, Exception):
-                raise got
-            return got
-
-        for backend, precision in ALL_ROWS:
-            if wanted is not None and backend not in wanted:
+        exports = _Exports(plan.gen, Path(tmp))
+        for row in plan.rows:
+            if row.status == "skipped":
                 continue
-            row = Row(backend, precision, tile=tile, batch=batch)
-            rows.append(row)
-            if backend not in have:
-                row.status, row.reason = "skipped", f"{backend} is not installed"
-                continue
-            if device == "cpu" and ((precision == "fp16" and backend != "onnxruntime")
-                                    or backend == "tensorrt"):
-                row.status, row.reason = "skipped", f"{precision} {backend} needs a GPU"
-                continue
-            if device == "cuda" and backend == "openvino":
-                row.status, row.reason = "skipped", "openvino runs on the CPU here"
-                continue
+            kind = _KIND[row.backend]
+            if kind == "onnx" and row.precision == "fp16":
+                kind = "onnx-fp16"
             try:
-                if backend == "torch":
-                    engine = Path(gen)
-                elif backend == "tensorrt":
-                    engine = _trt_engine(onnx_file("fp16"), Path(tmp))
-                else:
-                    engine = onnx_file("fp16" if precision == "fp16" else "fp32")
+                engine = exports.file(kind)
                 row.size_mb = round(engine.stat().st_size / 2**20, 3)
-                run_row(row, engine, eval_pairs=pairs, reference_outputs=reference_outputs,
-                        device=device, threads=threads, repeats=repeats,
+                run_row(row, engine, eval_pairs=plan.pairs, reference_outputs=reference_outputs,
+                        device=plan.device, threads=threads, repeats=repeats,
                         min_seconds=min_seconds, macs_per_px=macs, limits=limits)
             except UserError as exc:
                 row.status, row.reason = "failed", str(exc)
-            except Exception as exc:
-                row.status, row.reason = "failed", f"{type(exc).__name__}: {exc}"
-            log.info("%s %s: %s %s", backend, precision, row.status, row.reason)
-    click.echo(format_table(machine, limits, rows))
-    if json_path is not None:
-        doc = {"machine": machine, "limits": limits,
-               "settings": {"engine": str(gen), "eval": source, "tile": tile, "batch": batch,
-                            "device": device, "threads": threads,
-                            "macs_per_lr_pixel": macs},
-               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "rows": [_row_dict(r) for r in rows]}
-        from srgan_runtime.core.files import atomic_write
+            except Exception as exc:  # one row's crash must not lose the others
+                row.status, row.reason = "failed", f"{type(exc).__name__}: {first_line(exc)}"
+            log.info("%s %s: %s %s", row.backend, row.precision, row.status, row.reason)
 
-        text = json.dumps(doc, indent=2)
-        atomic_write(json_path, lambda p: p.write_text(text))
-    if min_psnr is not None:
-        low = [r for r in rows if r.status == "ok" and (r.psnr or 0) < min_psnr]
-        bad = [r for r in rows if r.status in ("failed", "failed gate")]
-        if low or bad:
-            click.echo(f"srbench: {len(low)} row(s) below --min-psnr {min_psnr}, {len(bad)} "
-                       "failed", err=True)
-            return 1
+
+def _write_json(path: Path, plan: _Plan, machine: dict, limits: dict, threads: int) -> None:
+    from .core.files import atomic_write
+    from .core.generator import generator_config, macs_per_lr_pixel, read_generator_metadata
+
+    macs = macs_per_lr_pixel(generator_config(plan.gen, read_generator_metadata(plan.gen)))
+    row0 = plan.rows[0] if plan.rows else Row("", "")
+    doc = {"machine": machine, "limits": limits,
+           "settings": {"engine": str(plan.gen), "eval": plan.source, "tile": row0.tile,
+                        "batch": row0.batch, "device": plan.device, "threads": threads,
+                        "macs_per_lr_pixel": macs},
+           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "rows": [_row_dict(r) for r in plan.rows]}
+    text = json.dumps(doc, indent=2)
+    atomic_write(path, lambda p: p.write_text(text))
+
+
+def _gate(rows: list[Row], min_psnr: float | None) -> int:
+    if min_psnr is None:
+        return 0
+    low = [r for r in rows if r.status == "ok" and (r.psnr or 0) < min_psnr]
+    bad = [r for r in rows if r.status in ("failed", "failed gate")]
+    if low or bad:
+        click.echo(f"srbench: {len(low)} row(s) below --min-psnr {min_psnr}, {len(bad)} "
+                   "failed", err=True)
+        return 1
     return 0
+
+
+def _bench(ckpt, data, tile, batch, backends, device, threads, repeats, min_seconds,
+           json_path, min_psnr) -> int:
+    """Prepare, measure the machine's limits, run every row, print, save, gate."""
+    from .core.machine import machine_info
+
+    plan = _prepare(ckpt, data, tile, batch, backends, device, threads)
+    click.echo(f"srbench: {plan.gen} ({plan.info.preset} x{plan.info.scale}), eval on "
+               f"{plan.source}, tile {tile}, batch {batch}, device {plan.device}", err=True)
+    machine = machine_info()
+    limits = measure_limits(threads, plan.device)
+    _run_rows(plan, threads, repeats, min_seconds, limits)
+    click.echo(format_table(machine, limits, plan.rows))
+    if json_path is not None:
+        _write_json(json_path, plan, machine, limits, threads)
+    return _gate(plan.rows, min_psnr)
 
 
 def _row_dict(r: Row) -> dict:

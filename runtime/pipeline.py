@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 
 from srgan_runtime.core.errors import ImageError, SkippedImage, UserError
-from srgan_runtime.core.files import IMAGE_SUFFIXES, atomic_write, folder_problem
+from srgan_runtime.core.files import IMAGE_SUFFIXES, atomic_write, exists_message, folder_problem
 
 from .core.imageio import (
     FORMATS,
@@ -239,7 +239,7 @@ def _plan(upscaler: Upscaler, inputs: list[tuple[Path, Path]], out: Path, fmt: s
         elif dst.exists() and skip_existing:
             res.status = "skipped"
         elif dst.exists() and not overwrite:
-            res.status, res.error = "failed", f"{dst} exists (use --overwrite or --skip-existing)"
+            res.status, res.error = "failed", exists_message(dst, skip_hint=True)
         else:
             todo.append((k, src, dst))
         seen_outputs.add(dst)
@@ -365,7 +365,7 @@ def run_job(upscaler: Upscaler, inputs: list[tuple[Path, Path]], out: Path, *,
             for (k, dst), pic, stats in upscaler.upscale_many(job.pictures()):
                 res = results[k]
                 res.warnings += stats.warnings
-                res.tiles, res.fp32_tiles = stats.tiles, stats.refp32_tiles
+                res.tiles, res.fp32_tiles = stats.tiles, stats.fp32_tiles
                 res.oom_retries = stats.oom_retries
                 if pic is None:
                     job.finish(k, "failed", stats.error)

@@ -33,7 +33,6 @@ def plan_axis(length: int, tile: int, overlap: int) -> list[Span]:
     if 2 * overlap >= tile:
         raise ValueError(f"overlap {overlap} leaves no core in a {tile}-pixel tile "
                          f"(need 2*overlap < tile)")
-    step = tile - 2 * overlap
     spans: list[Span] = []
     lo = 0
     while lo < length:
@@ -43,7 +42,6 @@ def plan_axis(length: int, tile: int, overlap: int) -> list[Span]:
         lo = hi
         if len(spans) > length:  # pragma: no cover - guards the loop
             raise RuntimeError("tile planning did not converge")
-    assert step > 0
     return spans
 
 

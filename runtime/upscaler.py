@@ -38,7 +38,7 @@ class UpscaleStats:
     """Per-image bookkeeping for the run report. ``error`` set: the image failed (no result)."""
 
     tiles: int = 0
-    refp32_tiles: int = 0
+    fp32_tiles: int = 0
     oom_retries: int = 0
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
@@ -331,11 +331,11 @@ class Upscaler:
                                    "weights, or an input it cannot handle")
                 continue
             pixels[k] = redo.pixels[j]
-            job.stats.refp32_tiles += 1
+            job.stats.fp32_tiles += 1
         for job in {id(g[0]): g[0] for g in sub}.values():
             if job.stats.error:
                 continue
-            msg = (f"{job.stats.refp32_tiles} tile(s) had NaN/Inf in {self.backend.precision}; "
+            msg = (f"{job.stats.fp32_tiles} tile(s) had NaN/Inf in {self.backend.precision}; "
                    "recomputed in fp32")
             job.stats.warnings = [w for w in job.stats.warnings if "recomputed" not in w] + [msg]
             log.warning("%s", msg)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from srgan_runtime.core.cli import FiniteFloat, require_torch, toolkit_group
+from srgan_runtime.core.cli import FiniteFloat, parse_dims, require_torch, toolkit_group
 from srgan_runtime.core.errors import UserError, first_line
 
 log = logging.getLogger("srgan_train")
@@ -269,13 +269,8 @@ def eval_cmd(ckpt: Path | None, data: Path, scale: str | None, bicubic_only: boo
 def compare(hr_image: Path, lr_image: Path | None, models: tuple[str, ...], box: str, zoom: int,
             out: Path, overwrite: bool, device: str) -> None:
     """Side-by-side crops: bicubic | each model | HR, labelled with whole-image PSNR/SSIM."""
-    from srgan_runtime.core.files import (
-        check_output_file,
-        downscale,
-        load_rgb,
-        save_png,
-        upscale_bicubic,
-    )
+    from srgan_runtime.core.files import check_output_file
+    from srgan_runtime.core.imageio import downscale, load_rgb, save_png, upscale_bicubic
     from srgan_runtime.core.metrics import modcrop
 
     from .checkpoint import load_generator
@@ -338,12 +333,9 @@ def info(ckpt: Path) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 def synth(folder: Path, count: int, size: str, seed: int) -> None:
     """Write procedural test images (for demos without image data)."""
-    from .synth import write_textures
+    from srgan_runtime.core.synth import write_textures
 
-    try:
-        h, w = (int(v) for v in size.lower().split("x"))
-    except ValueError:
-        raise UserError(f"--size {size!r}: expected HxW, e.g. 192x256") from None
+    h, w = parse_dims(size, 2, "--size HxW, e.g. 192x256")
     if count < 1 or h < 16 or w < 16:
         raise UserError("--count must be >= 1 and each side >= 16")
     paths = write_textures(folder, count, (h, w), seed)

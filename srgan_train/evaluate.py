@@ -139,21 +139,18 @@ def torch_upscaler(model, device="cpu", max_lr_pixels: int = 1 << 20,
 
 def format_table(report: EvalReport, label: str = "model") -> str:
     """A per-image table with the bicubic baseline beside the model, and the mean row."""
-    has_model = report.images and report.images[0].psnr is not None
-    head = f"{'image':<16} {'bicubic PSNR':>12} {'SSIM':>7}"
+    from srgan_runtime.core.table import RULE, text_table
+
+    has_model = bool(report.images) and report.images[0].psnr is not None
+    columns = [("image", "<16"), ("bicubic PSNR", ">12.4f"), ("SSIM", ">7.4f")]
     if has_model:
-        head += f" {label + ' PSNR':>12} {'SSIM':>7} {'gain dB':>8}"
-    lines = [head, "-" * len(head)]
+        columns += [(f"{label} PSNR", ">12.4f"), ("SSIM", ">7.4f"), ("gain dB", ">+8.3f")]
 
-    def row(name: str, bp, bs, p, s) -> str:
-        line = f"{name:<16} {bp:>12.4f} {bs:>7.4f}"
-        if has_model:
-            line += f" {p:>12.4f} {s:>7.4f} {p - bp:>+8.3f}"
-        return line
+    def row(name: str, bp, bs, p, s) -> tuple:
+        return (name, bp, bs, p, s, p - bp) if has_model else (name, bp, bs)
 
-    for r in report.images:
-        lines.append(row(r.name[:16], r.bicubic_psnr, r.bicubic_ssim, r.psnr, r.ssim))
     m = report.mean()
-    lines.append("-" * len(head))
-    lines.append(row("mean", m["bicubic_psnr"], m["bicubic_ssim"], m["psnr"], m["ssim"]))
-    return "\n".join(lines)
+    rows = [row(r.name[:16], r.bicubic_psnr, r.bicubic_ssim, r.psnr, r.ssim)
+            for r in report.images]
+    rows += [RULE, row("mean", m["bicubic_psnr"], m["bicubic_ssim"], m["psnr"], m["ssim"])]
+    return "\n".join(text_table(columns, rows))

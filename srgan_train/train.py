@@ -502,33 +502,18 @@ class Trainer:
 
     # --- the loop -------------------------------------------------------------------------
     def fit(self) -> FitResult:
+        """Train to ``steps`` (or the time limit, or a Ctrl-C), validating, saving the best
+        generator and periodic checkpoints; returns what happened."""
         c = self.cfg
-        pairs = []
-        for d in c.data:
-            pairs += find_pairs(Path(d), c.scale, lr_from_hr=c.lr_from_hr)
-        dataset = PatchDataset(pairs, c.scale, c.patch_size, seed=c.seed, augment=c.augment,
-                               cache=c.cache)
-        rep = dataset.report
-        log.info("training images: %d used, %d too small, %d unreadable",
-                 rep.used, rep.too_small, rep.unreadable)
-        val_pairs: list[EvalPair] = []
-        if c.val:
-            val_pairs, errors = load_eval_set(Path(c.val), c.scale)
-            for e in errors:
-                log.warning("validation: skipping %s", e)
-        if c.phase == "gan" and self.perceptual is None:
-            log.warning("GAN phase without --vgg-weights: training without the perceptual term "
-                        "(pixel + adversarial only)")
+        dataset, val_pairs = self._load_data()
         (self.run_dir / CONFIG_FILE).write_text(c.to_json())
         metrics = _MetricsLog(self.run_dir, self.step if self.step else None)
         log.info("generator %s x%d: %d parameters on %s%s", c.preset, c.scale,
                  count_parameters(self.G), self.device,
                  f", AMP {self.amp_dtype}" if self.amp_dtype else "")
-
         start_step, t0 = self.step, time.perf_counter()
         pacer = _Pacer(c.time_limit * 60.0 if c.time_limit else 0.0, t0, start_step, c.steps)
-        interrupted = False
-        completed = False
+        interrupted = completed = False
         previous = signal.getsignal(signal.SIGINT)
 
         def on_sigint(signum, frame):  # first Ctrl-C: stop cleanly; second: abort
@@ -544,58 +529,7 @@ class Trainer:
                 from tqdm import tqdm
 
                 bar = tqdm(total=c.steps, initial=self.step, unit="step", dynamic_ncols=True)
-            if self.step < c.steps:
-                cuda = self.device.type == "cuda"
-                if cuda:  # fixed patch shapes: let cuDNN pick its fastest kernels once
-                    torch.backends.cudnn.benchmark = True
-                loader = make_loader(dataset, c.batch_size, self.step, c.steps, c.workers,
-                                     pin_memory=cuda)
-                last_t, last_step = time.perf_counter(), self.step
-                last_save = _clock()
-                for lr_b, hr_b in loader:
-                    row = self.train_step(
-                        lr_b.to(self.device, non_blocking=True,
-                                memory_format=torch.channels_last),
-                        hr_b.to(self.device, non_blocking=True))
-                    if self.step % c.log_every == 0 or self.step == c.steps:
-                        now = time.perf_counter()
-                        sps = (self.step - last_step) * c.batch_size / max(now - last_t, 1e-9)
-                        last_t, last_step = now, self.step
-                        metrics.train({"step": self.step, **row, "samples_per_s": round(sps, 3)})
-                    if val_pairs and (self.step % c.val_every == 0 or self.step == c.steps):
-                        psnr_v, ssim_v = self.validate(val_pairs)
-                        metrics.val({"step": self.step, "psnr": psnr_v, "ssim": ssim_v})
-                        improved = self.best_psnr is None or psnr_v > self.best_psnr
-                        if improved:
-                            self.best_psnr, self.best_step = psnr_v, self.step
-                        if c.phase == "gan":
-                            # PSNR is not what the GAN phase optimizes (it trades PSNR for
-                            # texture): keep the latest generator, not the least adversarial.
-                            self.save_generator(psnr_v)
-                        elif improved:
-                            self.save_generator()
-                        if bar is not None:
-                            bar.set_postfix(loss=f"{row['loss']:.4f}", val_psnr=f"{psnr_v:.3f}")
-                    elif bar is not None and self.step % max(1, c.log_every) == 0:
-                        post = {"loss": f"{row['loss']:.4f}"}
-                        if self.best_psnr is not None:
-                            post["best_psnr"] = f"{self.best_psnr:.3f}"
-                        bar.set_postfix(post)
-                    due = c.save_minutes > 0 and _clock() - last_save >= c.save_minutes * 60
-                    if self.step % c.save_every == 0 or due:
-                        self.save_checkpoint()
-                        last_save = _clock()
-                    if bar is not None:
-                        bar.update(1)
-                    if self.on_step is not None:
-                        self.on_step(self, row)
-                    if c.time_limit is not None:
-                        pacer.after_step(self, bar)
-                    if self._stop:
-                        interrupted = self.step < c.steps
-                        break
-                    if self.step >= c.steps:  # a time limit can end the run early
-                        break
+            interrupted = self._train_loop(dataset, val_pairs, metrics, pacer, bar)
             completed = True
         finally:
             if in_main:
@@ -616,6 +550,90 @@ class Trainer:
             generator=gen if gen.exists() else None, seconds=seconds,
             samples_per_s=done * c.batch_size / seconds if seconds > 0 else 0.0,
         )
+
+    def _load_data(self) -> tuple[PatchDataset, list[EvalPair]]:
+        c = self.cfg
+        pairs = []
+        for d in c.data:
+            pairs += find_pairs(Path(d), c.scale, lr_from_hr=c.lr_from_hr)
+        dataset = PatchDataset(pairs, c.scale, c.patch_size, seed=c.seed, augment=c.augment,
+                               cache=c.cache)
+        rep = dataset.report
+        log.info("training images: %d used, %d too small, %d unreadable",
+                 rep.used, rep.too_small, rep.unreadable)
+        val_pairs: list[EvalPair] = []
+        if c.val:
+            val_pairs, errors = load_eval_set(Path(c.val), c.scale)
+            for e in errors:
+                log.warning("validation: skipping %s", e)
+        if c.phase == "gan" and self.perceptual is None:
+            log.warning("GAN phase without --vgg-weights: training without the perceptual term "
+                        "(pixel + adversarial only)")
+        return dataset, val_pairs
+
+    def _train_loop(self, dataset: PatchDataset, val_pairs: list[EvalPair],
+                    metrics: _MetricsLog, pacer: _Pacer, bar) -> bool:
+        """Steps until done, out of time or stopped; True when a Ctrl-C stopped it early."""
+        c = self.cfg
+        if self.step >= c.steps:
+            return False
+        cuda = self.device.type == "cuda"
+        if cuda:  # fixed patch shapes: let cuDNN pick its fastest kernels once
+            torch.backends.cudnn.benchmark = True
+        loader = make_loader(dataset, c.batch_size, self.step, c.steps, c.workers,
+                             pin_memory=cuda)
+        rate = {"time": time.perf_counter(), "step": self.step}
+        last_save = _clock()
+        for lr_b, hr_b in loader:
+            row = self.train_step(
+                lr_b.to(self.device, non_blocking=True, memory_format=torch.channels_last),
+                hr_b.to(self.device, non_blocking=True))
+            self._log_and_validate(row, val_pairs, metrics, bar, rate)
+            due = c.save_minutes > 0 and _clock() - last_save >= c.save_minutes * 60
+            if self.step % c.save_every == 0 or due:
+                self.save_checkpoint()
+                last_save = _clock()
+            if bar is not None:
+                bar.update(1)
+            if self.on_step is not None:
+                self.on_step(self, row)
+            if c.time_limit is not None:
+                pacer.after_step(self, bar)
+            if self._stop:
+                return self.step < c.steps
+            if self.step >= c.steps:  # a time limit can end the run early
+                break
+        return False
+
+    def _log_and_validate(self, row: dict, val_pairs: list[EvalPair], metrics: _MetricsLog,
+                          bar, rate: dict) -> None:
+        """The step's metrics line, validation (saving the generator it selects) and the
+        progress bar's figures."""
+        c = self.cfg
+        if self.step % c.log_every == 0 or self.step == c.steps:
+            now = time.perf_counter()
+            sps = (self.step - rate["step"]) * c.batch_size / max(now - rate["time"], 1e-9)
+            rate.update(time=now, step=self.step)
+            metrics.train({"step": self.step, **row, "samples_per_s": round(sps, 3)})
+        if val_pairs and (self.step % c.val_every == 0 or self.step == c.steps):
+            psnr_v, ssim_v = self.validate(val_pairs)
+            metrics.val({"step": self.step, "psnr": psnr_v, "ssim": ssim_v})
+            improved = self.best_psnr is None or psnr_v > self.best_psnr
+            if improved:
+                self.best_psnr, self.best_step = psnr_v, self.step
+            if c.phase == "gan":
+                # PSNR is not what the GAN phase optimizes (it trades PSNR for texture): keep
+                # the latest generator, not the least adversarial.
+                self.save_generator(psnr_v)
+            elif improved:
+                self.save_generator()
+            if bar is not None:
+                bar.set_postfix(loss=f"{row['loss']:.4f}", val_psnr=f"{psnr_v:.3f}")
+        elif bar is not None and self.step % max(1, c.log_every) == 0:
+            post = {"loss": f"{row['loss']:.4f}"}
+            if self.best_psnr is not None:
+                post["best_psnr"] = f"{self.best_psnr:.3f}"
+            bar.set_postfix(post)
 
 
 class _Pacer:

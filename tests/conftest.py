@@ -48,7 +48,7 @@ def t91() -> Path:
 @pytest.fixture
 def textures(tmp_path: Path) -> Path:
     """A flat folder of 6 procedural 96x128 images."""
-    from srgan_train.synth import write_textures
+    from srgan_runtime.core.synth import write_textures
 
     folder = tmp_path / "tex"
     write_textures(folder, 6, (96, 128), seed=1)

@@ -113,7 +113,7 @@ def test_cuda_fp16_overflow_is_recomputed_in_fp32(tmp_path: Path) -> None:
     fp32 = Upscaler(path, backend="torch", device="cuda", precision="fp32", tile=0).upscale(img)
     up = Upscaler(path, backend="torch", device="cuda", precision="fp16", tile=0)
     ((_, out, stats),) = list(up.upscale_many([("hot", Picture.from_array(img))]))
-    assert stats.refp32_tiles == 1 and any("recomputed in fp32" in w for w in stats.warnings)
+    assert stats.fp32_tiles == 1 and any("recomputed in fp32" in w for w in stats.warnings)
     assert np.abs(out.to_array().astype(int) - fp32.astype(int)).max() <= 1
 
 

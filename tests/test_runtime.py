@@ -14,7 +14,8 @@ from PIL import Image
 from srgan_export import OnnxExportOptions, export_onnx
 from srgan_export.parity import Gate, compare_outputs
 from srgan_runtime import Upscaler, describe, load_image, open_backend, save_image
-from srgan_runtime.backends import Backend, Output, quantize
+from srgan_runtime.backends import Backend, Output, installed, quantize
+from srgan_runtime.backends.support import support_table, supported
 from srgan_runtime.core.errors import UserError
 from srgan_runtime.core.imageio import Picture, to_nchw
 from srgan_runtime.core.metrics import psnr
@@ -44,14 +45,8 @@ def _chw(img: np.ndarray) -> np.ndarray:
     return to_nchw(img)
 
 
-BACKENDS = [
-    ("torch", "fp32", "gen"),
-    ("torch", "bf16", "gen"),
-    ("onnxruntime", "fp32", "onnx32"),
-    ("onnxruntime", "fp16", "onnx16"),
-    ("openvino", "fp32", "onnx32"),
-    ("openvino", "bf16", "onnx32"),
-]
+# Every CPU combination the support table allows (TensorRT is CUDA-only).
+BACKENDS = [(r.backend, r.precision, r.kind) for r in supported(device="cpu")]
 
 
 @pytest.mark.data
@@ -61,7 +56,7 @@ def test_backend_parity_with_pytorch(generator_file: Path, onnx_files, backend: 
                                      precision: str, kind: str, image_set_name: str) -> None:
     if backend == "openvino":
         pytest.importorskip("openvino", reason="openvino extra not installed")
-    engine = {"gen": generator_file, "onnx32": onnx_files[0], "onnx16": onnx_files[1]}[kind]
+    engine = {"generator": generator_file, "onnx": onnx_files[0], "onnx-fp16": onnx_files[1]}[kind]
     ref = open_backend(generator_file, "torch", "cpu", "fp32")
     cand = open_backend(engine, backend, "cpu", precision)
     gate = Gate.for_precision(precision)
@@ -223,7 +218,7 @@ def test_nan_tile_is_recomputed_in_fp32(caplog: pytest.LogCaptureFixture) -> Non
     img = np.random.default_rng(4).integers(0, 256, (16, 40, 3), dtype=np.uint8)
     up = Upscaler(backend=_FlakyBackend(), tile=16, overlap=2, batch=1)
     ((_, out, stats),) = list(up.upscale_many([(0, Picture(img))]))
-    assert stats.refp32_tiles == 1 and "recomputed in fp32" in stats.warnings[0]
+    assert stats.fp32_tiles == 1 and "recomputed in fp32" in stats.warnings[0]
     assert np.array_equal(out.colour, img.repeat(2, 0).repeat(2, 1))
 
 
@@ -259,6 +254,31 @@ def test_quantize_rounds_and_flags_non_finite() -> None:
     out = quantize(y, 8)
     assert out.pixels[..., 0].tolist() == [[[0, 2], [255, 0]]] and not out.finite[0]
     assert isinstance(out, Output)
+
+
+@pytest.mark.parametrize("row", [r for r in support_table() if r.problem and r.device == "cpu"
+                                 and r.kind != "tensorrt"],
+                         ids=lambda r: f"{r.backend}-{r.precision}-{r.kind}")
+def test_open_backend_refuses_what_the_support_table_refuses(
+        generator_file: Path, onnx_files, row) -> None:
+    engine = {"generator": generator_file, "onnx": onnx_files[0], "onnx-fp16": onnx_files[1]}
+    with pytest.raises(UserError) as err:
+        open_backend(engine[row.kind], row.backend, "cpu", row.precision)
+    assert row.problem in str(err.value)
+
+
+def test_support_table_is_complete_and_explained() -> None:
+    from srgan_runtime.backends.support import BACKENDS as NAMES
+    from srgan_runtime.backends.support import support_summary
+
+    rows = support_table()
+    assert len(rows) == 4 * 2 * 3 * 4
+    assert all(r.problem is None or len(r.problem) > 20 for r in rows)
+    assert {r.backend for r in supported(device="cpu")} == {"torch", "onnxruntime", "openvino"}
+    assert {(r.precision, r.kind) for r in supported("tensorrt")} == {("fp32", "tensorrt"),
+                                                                      ("fp16", "tensorrt")}
+    assert len(support_summary().splitlines()) == len(NAMES)
+    assert all(isinstance(installed(n), bool) for n in NAMES)
 
 
 def test_backend_selection_errors(generator_file: Path, onnx_files, tmp_path: Path) -> None:

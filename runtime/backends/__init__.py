@@ -6,6 +6,7 @@ missing extra only disables that backend."""
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 
 from ..core.errors import UserError
@@ -15,6 +16,8 @@ from .support import BACKENDS, PRECISIONS, model_kind, support_problem
 
 __all__ = ["BACKENDS", "PRECISIONS", "Backend", "Output", "available_backends", "open_backend",
            "quantize"]
+
+log = logging.getLogger(__name__)
 
 _MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino",
             "tensorrt": "tensorrt"}
@@ -68,6 +71,8 @@ def _onnx_instead(info: ModelInfo, backend: str) -> ModelInfo:
         if wants_onnx:
             return info  # the support table says what to do
         raise UserError(f"{info.path}: {TORCH_HINT}")
+    why = "" if wants_onnx else " (torch is not installed)"
+    log.info("running the bundled model's ONNX copy %s%s", variant.name, why)
     return describe(variant)
 
 

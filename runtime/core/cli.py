@@ -25,6 +25,11 @@ def one_line_errors(ctx: click.Context, prog: str) -> Iterator[None]:
         yield
     except (click.exceptions.Exit, click.ClickException, click.Abort):
         raise
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        ctx.exit(1)
     except UserError as exc:
         if debug():
             raise
@@ -109,6 +114,19 @@ def toolkit_group(prog: str, *loggers: str) -> Callable[[Callable[[], None]], cl
         return group
 
     return wrap
+
+
+def parse_dims(text: str, count: int | tuple[int, ...], example: str) -> tuple[int, ...]:
+    """``"AxB[xC...]"`` (``,`` also accepted) as positive whole numbers; ``count`` says how
+    many values are allowed. Raises UserError quoting ``example``."""
+    counts = (count,) if isinstance(count, int) else count
+    try:
+        vals = tuple(int(p) for p in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        raise UserError(f"{text!r}: expected {example}") from None
+    if len(vals) not in counts or min(vals) < 1:
+        raise UserError(f"{text!r}: expected {example} with every value >= 1")
+    return vals
 
 
 def require_torch(prog: str) -> None:

@@ -44,6 +44,12 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def exists_message(path: Path, skip_hint: bool = False) -> str:
+    """The one wording for an output that is already there."""
+    extra = " or --skip-existing" if skip_hint else ""
+    return f"{path}: exists (use --overwrite{extra} to replace it)"
+
+
 def folder_problem(folder: Path) -> str | None:
     """Why files cannot be written into ``folder`` (missing folders are created on demand),
     or None: checked before any work, so that no result is computed only to be lost."""
@@ -65,7 +71,7 @@ def check_output_file(path: Path, what: str = "output file", overwrite: bool = T
     if path.is_dir():
         raise UserError(f"{path}: is a folder, not a {what} name")
     if path.exists() and not overwrite:
-        raise UserError(f"{path}: exists (use --overwrite to replace it)")
+        raise UserError(exists_message(path))
     problem = folder_problem(path.parent)
     if problem:
         raise UserError(f"{path}: {problem}")

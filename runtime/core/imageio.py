@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError, SkippedImage
-from .files import atomic_write
+from .files import atomic_write, exists_message
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "tif": "TIFF",
            "tiff": "TIFF", "bmp": "BMP"}
@@ -385,7 +385,7 @@ def save_image(pic: Picture, path: Path, fmt: str | None = None, quality: int = 
     existing file is kept unless ``overwrite``."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: exists (use --overwrite)")
+        raise FileExistsError(exists_message(path))
     fmt = fmt or path.suffix.lstrip(".").lower() or "png"
     atomic_write(path, lambda tmp: write_image(pic, tmp, fmt, quality, png_level))
 

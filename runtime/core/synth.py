@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from srgan_runtime.core.imageio import save_png
+from .imageio import save_png
 
 
 def texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:

@@ -1,0 +1,73 @@
+"""The machine a run or benchmark is on: CPU model and features, cores, GPU, library versions;
+and a file-name-safe name for result files. torch and the backends are asked only if installed.
+
+``python -m srgan_runtime.core.machine --slug`` prints the name (the Makefile's bench target).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import platform
+import re
+import sys
+
+from . import __version__
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(name):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_model() -> str:
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine() or "cpu"
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+    return frozenset((_cpuinfo_field("flags") or "").split())
+
+
+def native_bf16() -> bool:
+    """Whether the CPU computes bf16 natively (AVX512_BF16 or AMX); without it, bf16 is
+    emulated and far slower than fp32."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def machine_info() -> dict[str, object]:
+    info: dict[str, object] = {"cpu": cpu_model(), "cores": os.cpu_count(),
+                               "python": platform.python_version(), "toolkit": __version__,
+                               "native_bf16": native_bf16()}
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+            cc = torch.cuda.get_device_capability(0)
+            info["compute_capability"] = f"{cc[0]}.{cc[1]}"
+    for mod in ("onnxruntime", "openvino", "tensorrt"):
+        if importlib.util.find_spec(mod) is not None:
+            with contextlib.suppress(Exception):  # a broken install
+                info[mod] = __import__(mod).__version__
+    return info
+
+
+def slug(info: dict[str, object] | None = None) -> str:
+    """A file-name-safe machine name, e.g. ``amd-epyc-2c``."""
+    info = info or machine_info()
+    name = str(info.get("gpu") or info["cpu"])
+    base = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
+    return f"{base}-{info['cores']}c" if "gpu" not in info else base
+
+
+if __name__ == "__main__":
+    print(slug() if sys.argv[1:] == ["--slug"] else machine_info())
