@@ -88,7 +88,7 @@ def main() -> None:
         except Exception as exc:  # an absent optional backend: report, go on
             print(f"skip {label}: {exc}", file=sys.stderr)
             continue
-        runners[label] = b._run  # the model call itself, float output like the baseline
+        runners[label] = b.run_float  # the model call itself, float output like the baseline
 
     ref = [plain(t) for t in x]
     parity = {}
