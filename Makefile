@@ -59,7 +59,8 @@ $(RT_VENV)/.installed: pyproject.toml
 test-runtime: $(RT_VENV)/.installed
 	@! $(RT_VENV)/bin/python -c "import torch" 2>/dev/null || \
 		{ echo "test-runtime: torch is installed in $(RT_VENV)"; exit 1; }
-	$(RT_VENV)/bin/python -m pytest tests/test_torch_free.py -m torchfree -p no:cacheprovider
+	$(RT_VENV)/bin/python -m pytest tests/test_torch_free.py tests/test_modelinfo.py -m torchfree \
+		-p no:cacheprovider
 	@du -sm $(RT_VENV) $(VENV) | awk '{print "install size: " $$1 " MB " $$2}'
 
 bench: install
