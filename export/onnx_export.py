@@ -189,7 +189,6 @@ def export_onnx(generator_path: Path, out: Path, options: OnnxExportOptions | No
     import torch
 
     from srgan_runtime.core.files import atomic_write, file_sha256
-    from srgan_runtime.core.generator import ARCH, receptive_radius
     from srgan_train.checkpoint import load_generator
 
     opts = options or OnnxExportOptions()
@@ -198,12 +197,11 @@ def export_onnx(generator_path: Path, out: Path, options: OnnxExportOptions | No
     out = Path(out)
     check_output_path(out, opts.overwrite)
     gf = load_generator(Path(generator_path))
-    info = ModelInfo(
-        scale=gf.scale, arch=ARCH, preset=gf.metadata.get("preset", "unknown"),
-        channels=gf.config.in_channels, out_channels=gf.config.out_channels,
+    # The source's description, with what the export changes: the ONNX file says the same.
+    info = replace(
+        describe(generator_path), format="onnx", path="", extra={},
         precision="fp16" if opts.fp16 else "fp32",
         input_name=INPUT_NAME, output_name=OUTPUT_NAME,
-        receptive_radius=receptive_radius(gf.config),
         static_shape=",".join(map(str, opts.static)) if opts.static else "",
         source_sha256=file_sha256(Path(generator_path)), toolkit_version=__version__,
         opset=opts.opset,
