@@ -22,3 +22,24 @@ def test_tile_ratios_script(tmp_path: Path) -> None:
     assert rows["torch eager fp32 NCHW (baseline)"]["speedup"] == 1.0
     assert all(row["parity_gate_passed"] for row in res["rows"])
     assert res["matmul_peak_gflops"]["fp32"] > 0
+
+
+def test_defaults_script(tmp_path: Path) -> None:
+    from srgan_runtime.core.synth import write_textures
+    from srgan_train.archs import build_generator
+    from srgan_train.checkpoint import save_generator
+    from srgan_train.config import preset_config
+
+    generator_file_tiny = tmp_path / "tiny.safetensors"
+    save_generator(build_generator(preset_config("tiny", 4)).eval(), generator_file_tiny,
+                   preset="tiny", step=0)
+    imgs = tmp_path / "imgs"
+    write_textures(imgs, 2, (40, 48), seed=3)
+    out = tmp_path / "d.json"
+    r = subprocess.run([sys.executable, str(HERE / "defaults.py"), "--images", str(imgs),
+                        "--count", "2", "--model", str(generator_file_tiny), "--json", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert len(res["rows"]) == 3 and res["rows"][0]["speedup_vs_loop"] == 1.0
+    assert res["defaults_vs_loop_worst_psnr"] >= 40

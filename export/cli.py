@@ -43,17 +43,21 @@ def _print_report(report, as_json: bool) -> None:
 @click.option("--static", default=None, metavar="B,H,W",
               help="Fixed input shape instead of dynamic batch/height/width.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check against PyTorch.")
+@click.option("--no-radius", is_flag=True,
+              help="Do not measure the effective radius (the runtime's default overlap) into "
+                   "the file; srrun then measures it on first use.")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
               help="Image data root for verification [default: $SR_DATA_DIR or ../shared/data].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the parity report as JSON.")
 def onnx(ckpt: Path, out: Path, fp16: bool, opset: int, static: str | None, no_verify: bool,
-         data_dir: Path | None, overwrite: bool, as_json: bool) -> None:
+         no_radius: bool, data_dir: Path | None, overwrite: bool, as_json: bool) -> None:
     """Export a generator file (or run folder) to ONNX, verified against PyTorch."""
     from .onnx_export import OnnxExportOptions, ParityError, export_onnx, parse_static
 
     opts = OnnxExportOptions(opset=opset, fp16=fp16, static=parse_static(static),
-                             verify=not no_verify, overwrite=overwrite, data_dir=data_dir)
+                             verify=not no_verify, overwrite=overwrite, data_dir=data_dir,
+                             measure_radius=not no_radius)
     try:
         res = export_onnx(_resolve_generator(ckpt), out, opts)
     except ParityError as exc:

@@ -33,6 +33,7 @@ class OnnxExportOptions:
     verify: bool = True
     overwrite: bool = False
     data_dir: Path | None = None
+    measure_radius: bool = True  # store the effective radius (srgan_runtime.radius)
 
 
 @dataclass
@@ -72,13 +73,9 @@ def parse_static(text: str | None) -> tuple[int, int, int] | None:
     """``"B,H,W"`` (or ``BxHxW``) to a tuple; None passes through."""
     if not text:
         return None
-    parts = text.replace("x", ",").split(",")
-    try:
-        b, h, w = (int(p) for p in parts)
-    except ValueError:
-        raise UserError(f"--static {text!r}: expected B,H,W, e.g. 1,128,128") from None
-    if min(b, h, w) < 1:
-        raise UserError(f"--static {text!r}: every dimension must be >= 1")
+    from srgan_runtime.core.cli import parse_dims
+
+    b, h, w = parse_dims(text, 3, "--static B,H,W, e.g. 1,128,128")
     return b, h, w
 
 
@@ -175,6 +172,14 @@ def verify_onnx(
                       torch_reference(generator), candidate)
 
 
+def _effective_radius(generator_path: Path) -> int | None:
+    """Measured on the generator in PyTorch fp32 (once per file: the runtime caches it)."""
+    from srgan_runtime.backends import open_backend
+    from srgan_runtime.radius import effective_radius
+
+    return effective_radius(open_backend(generator_path, "torch", "cpu", "fp32"))
+
+
 def check_output_path(out: Path, overwrite: bool) -> None:
     """Refuse an existing output without ``overwrite`` and an unwritable folder, up front."""
     from srgan_runtime.core.files import check_output_file
@@ -200,6 +205,8 @@ def export_onnx(generator_path: Path, out: Path, options: OnnxExportOptions | No
     # The source's description, with what the export changes: the ONNX file says the same.
     info = replace(
         describe(generator_path), format="onnx", path="", extra={},
+        effective_radius=_effective_radius(generator_path) if opts.measure_radius
+        and not opts.static else None,
         precision="fp16" if opts.fp16 else "fp32",
         input_name=INPUT_NAME, output_name=OUTPUT_NAME,
         static_shape=",".join(map(str, opts.static)) if opts.static else "",

@@ -26,7 +26,12 @@ from typing import Any
 from srgan_runtime.backends.tensorrt import TrtEnvironment, TrtRunner, trt_environment
 from srgan_runtime.core.cli import parse_dims
 from srgan_runtime.core.errors import UserError
-from srgan_runtime.core.files import atomic_write, check_output_file, file_sha256
+from srgan_runtime.core.files import (
+    atomic_write,
+    check_output_file,
+    file_sha256,
+    user_cache_dir,
+)
 from srgan_runtime.core.manifest import Manifest, manifest_path, read_manifest
 from srgan_runtime.core.modelinfo import ModelInfo, describe
 
@@ -194,10 +199,7 @@ def cache_key(onnx_sha256: str, trt_version: str, gpu_name: str, compute_capabil
 
 
 def default_cache_dir() -> Path:
-    import os
-
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "srgan-toolkit" / "engines"
+    return user_cache_dir("engines")
 
 
 # --- build --------------------------------------------------------------------------------------

@@ -32,12 +32,20 @@ def cli() -> None:
 @click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default="auto",
               show_default=True, help="See the table below.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32",
-              show_default=True)
+@click.option("--precision", type=click.Choice(["auto", *PRECISIONS]), default="auto",
+              show_default=True,
+              help="auto: fp16 on CUDA, bf16 on a CPU with native bf16 (AVX512_BF16/AMX), else "
+                   "fp32. Tiles that come out NaN/Inf are recomputed in fp32.")
 @click.option("--tile", type=int, default=256, show_default=True,
               help="LR tile side including overlap (0 = whole image).")
 @click.option("--overlap", type=int, default=None,
-              help="Context per tile side [default: the model's receptive radius: seamless].")
+              help="Context per tile side [default: the model's measured effective radius: "
+                   "tiled output within 1 level (>= 60 dB) of the whole image].")
+@click.option("--seamless", is_flag=True,
+              help="Overlap = the model's theoretical receptive radius: tiled output equals "
+                   "the whole image (slower: more context recomputed).")
+@click.option("--no-cache", is_flag=True,
+              help="Neither read nor write the user cache (measured radii).")
 @click.option("--batch", type=int, default=4, show_default=True, help="Tiles per model call.")
 @click.option("--threads", type=int, default=0, show_default=True, help="CPU threads (0=all).")
 @click.option("--outscale", type=FiniteFloat(0, lo_open=True), default=None,
@@ -69,6 +77,7 @@ def cli() -> None:
 @click.pass_context
 def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str | None,
             backend: str, device: str, precision: str, tile: int, overlap: int | None,
+            seamless: bool, no_cache: bool,
             batch: int, threads: int, outscale: float | None, fmt: str | None, quality: int,
             png_level: int, alpha: str, recursive: bool, overwrite: bool, skip_existing: bool,
             report: Path | None, max_pixels: int, max_output_pixels: int, scale: str | None,
@@ -93,7 +102,8 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str 
     up = Upscaler(path, backend=backend, device=device, precision=precision, tile=tile,
                   overlap=overlap, batch=batch, threads=threads, alpha=alpha,
                   outscale=outscale, scale=int(scale) if scale else None,
-                  max_output_pixels=max_output_pixels)
+                  max_output_pixels=max_output_pixels, seamless=seamless,
+                  cache=not no_cache)
     log.info("%s", up.describe())
     summary = run_job(up, files, out, fmt=fmt, quality=quality, png_level=png_level,
                       overwrite=overwrite,

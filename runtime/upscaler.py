@@ -76,11 +76,12 @@ class Upscaler:
     """
 
     def __init__(self, engine: Path | str | None = None, *, backend: str | Backend = "auto",
-                 device: str = "auto", precision: str = "fp32", tile: int = DEFAULT_TILE,
+                 device: str = "auto", precision: str = "auto", tile: int = DEFAULT_TILE,
                  overlap: int | None = None, batch: int = 4, threads: int = 0,
                  alpha: str = "bicubic", outscale: float | None = None,
                  scale: int | None = None,
-                 max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS) -> None:
+                 max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
+                 seamless: bool = False, cache: bool = True) -> None:
         check_settings(tile=tile, batch=batch, overlap=overlap, threads=threads, alpha=alpha,
                        outscale=outscale, max_output_pixels=max_output_pixels, device=device)
         if isinstance(backend, Backend):
@@ -91,30 +92,50 @@ class Upscaler:
 
                 engine = default_model(scale)
             self.backend = open_backend(Path(engine), backend, device, precision, threads,
-                                        scale)
+                                        scale, cache)
         self.scale = self.backend.scale
-        if overlap is None:
-            overlap = self.backend.receptive_radius
-            if overlap is None:
-                overlap = UNKNOWN_RADIUS_OVERLAP
-                log.warning("the model's receptive radius is unknown: tiles overlap by %d "
-                            "pixels (set --overlap, or --tile 0 for whole images)", overlap)
-        self.overlap = overlap
         self.max_output_pixels = max_output_pixels
         fixed = self.backend.fixed_shape
         if fixed is not None:
             if fixed[1] != fixed[2]:
                 raise UserError("fixed-shape engines with non-square tiles are not supported")
             tile, batch = fixed[1], fixed[0]
-        if tile and 2 * self.overlap >= tile:
-            raise UserError(f"--overlap {self.overlap} leaves no core in a {tile}-pixel tile "
-                            f"(need 2 x overlap < tile; raise --tile)")
+        explicit = overlap is not None
+        if overlap is None:
+            overlap = self._default_overlap(tile, seamless, cache)
+        if tile and 2 * overlap >= tile:
+            if explicit:
+                raise UserError(f"--overlap {overlap} leaves no core in a {tile}-pixel tile "
+                                f"(need 2 x overlap < tile; raise --tile)")
+            shrunk = tile // 4
+            log.warning("a %d-pixel tile is small for the default overlap %d: overlap %d "
+                        "instead (seams may show; raise --tile)", tile, overlap, shrunk)
+            overlap = shrunk
+        self.overlap = overlap
         self.tile = tile
         self.batch = batch
         self.alpha = alpha
         self.outscale = outscale
         self._fallback: Backend | None = None
         self._fallback_lock = threading.Lock()
+
+    def _default_overlap(self, tile: int, seamless: bool, cache: bool) -> int:
+        """The measured effective radius (see :mod:`srgan_runtime.radius`); the theoretical
+        radius with ``seamless`` or whole-image runs (tiling only after an out-of-memory);
+        a fixed guess, with a warning, when neither is known."""
+        theoretical = self.backend.receptive_radius
+        measured = None
+        if tile and not seamless:
+            from .radius import effective_radius
+
+            measured = effective_radius(self.backend, cache)
+        if measured is not None:
+            return measured
+        if theoretical is not None:
+            return theoretical
+        log.warning("the model's receptive radius is unknown: tiles overlap by %d pixels (set "
+                    "--overlap, or --tile 0 for whole images)", UNKNOWN_RADIUS_OVERLAP)
+        return UNKNOWN_RADIUS_OVERLAP
 
     # --- public API ---------------------------------------------------------------------------
     def upscale(self, image):
@@ -218,7 +239,8 @@ class Upscaler:
             return queue
 
     def describe(self) -> str:
-        return (f"{self.backend.describe()}, x{self.scale}, tile {self.tile or 'whole'}, "
+        why = f" ({self.backend.choice})" if self.backend.choice else ""
+        return (f"{self.backend.describe()}{why}, x{self.scale}, tile {self.tile or 'whole'}, "
                 f"overlap {self.overlap}, batch {self.batch}")
 
     # --- internals ----------------------------------------------------------------------------

@@ -14,6 +14,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory,
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Caches (engines, exported models, measured radii) go to a folder of the test session,
+    never the user's; subprocesses inherit it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+
+
+@pytest.fixture(autouse=True)
 def _keep_sigchld_handler() -> Iterator[None]:
     """A DataLoader with workers installs a process-wide SIGCHLD handler and never removes it;
     with it left behind, a later test's subprocess exit crashed the test process (SIGSEGV,

@@ -83,7 +83,8 @@ def test_runtime_and_export_use_training_only_for_model_code(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(m for m in MODULES if m.startswith("srgan_runtime")))
 def test_runtime_never_imports_export_except_srbench(name: str) -> None:
     used = {m for m in _imports(name, MODULES[name]) if _top(m) == "srgan_export"}
-    if name == "srgan_runtime.bench":  # srbench exports the model it times
+    # srbench exports the model it times; --backend auto exports a generator once for OpenVINO.
+    if name in ("srgan_runtime.bench", "srgan_runtime.onnx_cache"):
         return
     assert not used, f"{name} imports {sorted(used)}"
 

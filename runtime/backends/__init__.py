@@ -25,9 +25,10 @@ TORCH_HINT = ("torch is not installed: pip install 'srgan-toolkit[torch]' to run
               "files, or use an ONNX file ('srexport onnx')")
 
 
-def installed(backend: str) -> bool:
-    """Whether the backend's library is importable here (not whether a GPU exists)."""
-    return importlib.util.find_spec(_MODULES[backend]) is not None
+def installed(name: str) -> bool:
+    """Whether a backend's library (or another module) is importable here (not whether a GPU
+    exists)."""
+    return importlib.util.find_spec(_MODULES.get(name, name)) is not None
 
 
 def available_backends() -> list[str]:
@@ -76,14 +77,52 @@ def _onnx_instead(info: ModelInfo, backend: str) -> ModelInfo:
     return describe(variant)
 
 
+def auto_precision(backend: str, device: str, kind: str) -> tuple[str, str]:
+    """``--precision auto``: fp16 on CUDA, bf16 on a CPU that computes bf16 natively
+    (AVX512_BF16 or AMX, read from the CPU's flags), else fp32; each only where the support
+    table has it for this backend and model. Returns the precision and why, in words."""
+    from ..core.machine import native_bf16
+
+    if device.startswith("cuda"):
+        want, why = "fp16", "CUDA"
+    elif native_bf16():
+        want, why = "bf16", "this CPU has native bf16"
+    else:
+        return "fp32", "this CPU has no native bf16 (AVX512_BF16/AMX)"
+    if support_problem(backend, device, want, kind) is None:
+        return want, why
+    return "fp32", f"{why}, but {backend} has no {want} for this model"
+
+
+def _generator_on_openvino(info: ModelInfo, cache: bool) -> ModelInfo | None:
+    """``auto`` on the CPU with OpenVINO installed: a generator runs as ONNX in OpenVINO
+    (fp32 457 vs PyTorch's 675 ms per 256-pixel tile here, bf16 219 vs 277:
+    benchmarks/results/backend_matrix-amd-epyc-2c.json). A bundled model has its ONNX copy;
+    another generator is exported once into the user cache. None keeps PyTorch."""
+    variant = onnx_variant(Path(info.path))
+    if variant is not None:
+        return describe(variant)
+    if not cache or not installed("torch") or not installed("onnxscript"):
+        return None
+    from ..onnx_cache import cached_onnx
+
+    try:
+        return describe(cached_onnx(info))
+    except UserError as exc:  # e.g. the export failed its parity gate
+        log.warning("%s: running PyTorch (the ONNX export for OpenVINO failed: %s)",
+                    info.path, exc)
+        return None
+
+
 def open_backend(engine: str | Path, backend: str = "auto", device: str = "auto",
-                 precision: str = "fp32", threads: int = 0, scale: int | None = None
-                 ) -> Backend:
-    """Open a model (file, run folder or bundled name) on a backend; ``auto`` picks the device
-    and backend for the model (see ``_choose_backend``). Unsupported combinations are refused
+                 precision: str = "auto", threads: int = 0, scale: int | None = None,
+                 cache: bool = True) -> Backend:
+    """Open a model (file, run folder or bundled name) on a backend; ``auto`` picks the device,
+    backend and precision for the model (``_choose_backend``, :func:`auto_precision`); the
+    backend's ``choice`` says what was picked and why. Unsupported combinations are refused
     with the support table's reason."""
-    if precision not in PRECISIONS:
-        raise UserError(f"unknown precision {precision!r} ({', '.join(PRECISIONS)})")
+    if precision != "auto" and precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r} (auto, {', '.join(PRECISIONS)})")
     if backend != "auto" and backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r} (auto, {', '.join(BACKENDS)})")
     info = _onnx_instead(describe(engine, scale), backend)
@@ -91,11 +130,32 @@ def open_backend(engine: str | Path, backend: str = "auto", device: str = "auto"
         raise UserError(f"{info.path}: model takes {info.channels} channels; srrun feeds RGB")
     if device == "auto":
         device = _default_device(info)
+    choice = ""
     if backend == "auto":
+        if info.format == "generator" and device == "cpu" and installed("openvino"):
+            onnx_info = _generator_on_openvino(info, cache)
+            if onnx_info is not None:
+                info = onnx_info
+                choice = "backend auto: OpenVINO runs generators fastest on the CPU; "
         backend = _choose_backend(info, device)
-    problem = support_problem(backend, device, precision, model_kind(info))
+    kind = model_kind(info)
+    if precision == "auto":
+        if kind in ("onnx-fp16", "tensorrt"):  # the file fixes the precision
+            precision = info.precision
+            choice += "precision auto: the file's"
+        else:
+            precision, why = auto_precision(backend, device, kind)
+            choice += f"precision auto: {why}"
+    problem = support_problem(backend, device, precision, kind)
     if problem:
         raise UserError(f"{info.path}: {problem}")
+    opened = _construct(info, backend, device, precision, threads)
+    opened.choice = choice
+    return opened
+
+
+def _construct(info: ModelInfo, backend: str, device: str, precision: str,
+               threads: int) -> Backend:
     if backend == "torch":
         if not installed("torch"):
             raise UserError(TORCH_HINT)

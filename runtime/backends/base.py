@@ -35,6 +35,7 @@ class Backend:
     one precision; subclasses implement ``_run`` (float NCHW out) or override ``run``."""
 
     name = "base"
+    choice = ""  # what ``auto`` settings picked and why, set by open_backend
 
     def __init__(self, info: ModelInfo, precision: str, device: str) -> None:
         self.info = info

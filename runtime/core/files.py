@@ -84,3 +84,10 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def user_cache_dir(kind: str) -> Path:
+    """``$XDG_CACHE_HOME/srgan-toolkit/<kind>`` (``~/.cache`` without it): built engines,
+    exported models, measured radii. Created by whoever writes into it."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "srgan-toolkit" / kind

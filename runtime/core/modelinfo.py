@@ -39,7 +39,8 @@ _LOCAL_FIELDS = frozenset({"format", "path", "extra"})
 class ModelInfo:
     """What a runtime needs to know about a model, whatever file it came from.
 
-    ``receptive_radius`` is None when unknown (a foreign ONNX file). ``static_shape`` is
+    ``receptive_radius`` is None when unknown (a foreign ONNX file); ``effective_radius`` is
+    None until measured (stored by ``srexport onnx``, else cached by file hash). ``static_shape`` is
     ``"B,H,W"`` for fixed-shape models, else empty (dynamic). ``extra`` holds the source's
     other metadata (a generator's training step and validation PSNR, an engine's profile).
     """
@@ -60,6 +61,9 @@ class ModelInfo:
     input_multiple: int = 1
     square_only: bool = False
     receptive_radius: int | None = None
+    # The smallest tile context, measured, at which tiled output stays within the bound of
+    # srgan_runtime.radius (>= 60 dB and at most 1 level from the whole-image output).
+    effective_radius: int | None = None
     static_shape: str = ""
     source_sha256: str = ""
     toolkit_version: str = ""
@@ -91,6 +95,8 @@ class ModelInfo:
     def summary(self) -> str:
         """One line for listings."""
         radius = "unknown" if self.receptive_radius is None else str(self.receptive_radius)
+        if self.effective_radius is not None:
+            radius += f" (effective {self.effective_radius})"
         shape = f"fixed {self.static_shape.replace(',', 'x')}" if self.static_shape else "dynamic"
         sizes = []
         if self.min_input_size > 1:
@@ -149,7 +155,8 @@ class ModelInfo:
         becomes a buffer size, a radius a tile overlap)."""
         bounds = {"scale": (1, MAX_SCALE), "channels": (1, 4), "out_channels": (1, 4),
                   "min_input_size": (1, MAX_SIDE), "input_multiple": (1, MAX_SIDE),
-                  "receptive_radius": (0, MAX_SIDE), "opset": (0, 1000)}
+                  "receptive_radius": (0, MAX_SIDE), "effective_radius": (0, MAX_SIDE),
+                  "opset": (0, 1000)}
         for name, (lo, hi) in bounds.items():
             value = getattr(self, name)
             if value is not None and not lo <= value <= hi:

@@ -1,0 +1,94 @@
+"""The effective radius: measured on the model, cached by file hash, the default overlap."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import srgan_runtime.radius as radius
+from srgan_runtime import Upscaler
+from srgan_runtime.backends import Backend
+from srgan_runtime.core.errors import UserError
+from srgan_runtime.core.modelinfo import ModelInfo
+
+
+class BoxBackend(Backend):
+    """x2 nearest upscaling of a (2r+1)^2 box blur with zero padding: every output pixel
+    depends on exactly the inputs within ``r``, so the effective radius is ``r``."""
+
+    name = "box"
+
+    def __init__(self, r: int, theoretical: int | None, path: str = "") -> None:
+        super().__init__(ModelInfo(scale=2, receptive_radius=theoretical, path=path), "fp32",
+                         "cpu")
+        self.r = r
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        r = self.r
+        p = np.pad(batch, ((0, 0), (0, 0), (r, r), (r, r)))
+        h, w = batch.shape[2:]
+        acc = np.zeros_like(batch, dtype=np.float64)
+        for dy in range(2 * r + 1):
+            for dx in range(2 * r + 1):
+                acc += p[:, :, dy:dy + h, dx:dx + w]
+        y = (acc / (2 * r + 1) ** 2).astype(np.float32)
+        return y.repeat(2, axis=2).repeat(2, axis=3)
+
+
+@pytest.mark.parametrize("r", [3, 6])
+def test_measurement_finds_the_true_context(r: int) -> None:
+    got = radius.measure_effective_radius(BoxBackend(r, theoretical=20), limit=20)
+    # The first candidate at or beyond r: below it the tiles lack real context.
+    assert got.radius == min(c for c in radius.CANDIDATES if c >= r)
+    assert all(db < radius.MIN_DB or lv > radius.MAX_LEVELS for o, db, lv in got.trials[:-1])
+    assert "effective radius" in got.line()
+
+
+def test_nothing_within_the_limit_is_reported_as_none() -> None:
+    got = radius.measure_effective_radius(BoxBackend(12, theoretical=6), limit=6)
+    assert got.radius is None and got.limit == 6 and "no overlap up to 6" in got.line()
+
+
+def test_measured_once_then_cached_by_file_hash(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = tmp_path / "box.onnx"
+    model.write_bytes(b"any bytes: the cache key is their hash")
+    assert radius.effective_radius(BoxBackend(3, 20, str(model))) == 4
+    cached = list((radius.user_cache_dir("radius")).glob("*.json"))
+    assert len(cached) == 1 and json.loads(cached[0].read_text())["radius"] == 4
+
+    def fail(*a, **k):
+        raise AssertionError("measured twice")
+
+    monkeypatch.setattr(radius, "measure_effective_radius", fail)
+    assert radius.effective_radius(BoxBackend(3, 20, str(model))) == 4
+    cached[0].write_text("{broken")  # a corrupt entry is measured again, not trusted
+    with pytest.raises(AssertionError, match="measured twice"):
+        radius.effective_radius(BoxBackend(3, 20, str(model)))
+    # Stored metadata wins over everything.
+    b = BoxBackend(3, 20, str(model))
+    b.info = ModelInfo(scale=2, receptive_radius=20, effective_radius=7, path=str(model))
+    assert radius.effective_radius(b) == 7
+
+
+def test_default_overlap_seamless_and_small_tiles(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    model = tmp_path / "box.onnx"
+    model.write_bytes(b"box")
+    up = Upscaler(backend=BoxBackend(3, 20, str(model)), tile=64)
+    assert up.overlap == 4  # measured, not the theoretical 20
+    assert Upscaler(backend=BoxBackend(3, 20, str(model)), tile=64, seamless=True).overlap == 20
+    assert Upscaler(backend=BoxBackend(3, 20, str(model)), tile=0).overlap == 20  # no tiling
+    with caplog.at_level(logging.WARNING):
+        small = Upscaler(backend=BoxBackend(3, 20, str(model)), tile=32, seamless=True)
+    assert small.overlap == 8 and "overlap 8 instead" in caplog.text
+    with pytest.raises(UserError, match="leaves no core"):
+        Upscaler(backend=BoxBackend(3, 20, str(model)), tile=32, overlap=16)
+    img = np.random.default_rng(0).integers(0, 256, (90, 70, 3), dtype=np.uint8)
+    whole = Upscaler(backend=BoxBackend(3, 20, str(model)), tile=0).upscale(img)
+    assert np.abs(up.upscale(img).astype(int) - whole).max() <= radius.MAX_LEVELS
