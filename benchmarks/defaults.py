@@ -99,7 +99,7 @@ def main() -> None:
         parity = []
         for p in sorted(Path(f"{tmp}/ref").iterdir()):
             ref = np.asarray(Image.open(p))
-            now = np.asarray(Image.open(Path(f"{tmp}/now") / p.name))
+            now = np.asarray(Image.open(next(Path(f"{tmp}/now").glob(f"{p.stem}_x*.png"))))
             parity.append(psnr(now, ref))
         worst = min(parity)
         print(f"defaults vs loop output: worst {worst:.2f} dB over {len(parity)} images")
