@@ -22,6 +22,13 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.fixture(autouse=True)
+def _fp32_defaults_on_any_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--precision auto`` picks bf16 on CPUs with native bf16; the tests compare default runs
+    with fp32 references, so they pin the detection off (test_precision_auto covers both)."""
+    monkeypatch.setenv("SRGAN_NATIVE_BF16", "0")
+
+
+@pytest.fixture(autouse=True)
 def _keep_sigchld_handler() -> Iterator[None]:
     """A DataLoader with workers installs a process-wide SIGCHLD handler and never removes it;
     with it left behind, a later test's subprocess exit crashed the test process (SIGSEGV,

@@ -44,8 +44,9 @@ def _y_ssim(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_bundled_model_cuda_matches_cpu_fp32(precision: str) -> None:
     """Trained weights (not a random net): tiled CUDA output against whole-image CPU fp32."""
-    ref = Upscaler(backend="torch", device="cpu", tile=0)
-    gpu = Upscaler(backend="torch", device="cuda", precision=precision, tile=96, batch=8)
+    ref = Upscaler(backend="torch", device="cpu", precision="fp32", tile=0)
+    gpu = Upscaler(backend="torch", device="cuda", precision=precision, tile=96, batch=8,
+                   seamless=True)
     floor = 60.0 if precision == "fp32" else 45.0
     for name, img in _set5_lr():
         a, b = ref.upscale(img), gpu.upscale(img)
@@ -59,9 +60,10 @@ def test_bundled_model_cuda_matches_cpu_fp32(precision: str) -> None:
 
 @pytest.mark.data
 def test_cuda_tiled_equals_whole_and_batch_equals_single() -> None:
-    whole = Upscaler(backend="torch", device="cuda", tile=0)
-    tiled = Upscaler(backend="torch", device="cuda", tile=96, batch=1)
-    batched = Upscaler(backend="torch", device="cuda", tile=96, batch=8)
+    kw = {"backend": "torch", "device": "cuda", "precision": "fp32", "seamless": True}
+    whole = Upscaler(tile=0, **kw)
+    tiled = Upscaler(tile=96, batch=1, **kw)
+    batched = Upscaler(tile=96, batch=8, **kw)
     for name, img in _set5_lr():
         w, t, b = whole.upscale(img), tiled.upscale(img), batched.upscale(img)
         assert psnr(w, t) >= 50, name
@@ -78,12 +80,14 @@ def test_cuda_out_of_memory_halves_the_tile_and_finishes() -> None:
     rng = np.random.default_rng(0)
     img = (rng.random((96, 96, 3)) * 255).astype(np.uint8)
     img = np.kron(img, np.ones((8, 8, 1), dtype=np.uint8))  # 768x768, smooth blocks
-    ref = Upscaler(backend="torch", device="cuda", tile=128, batch=1).upscale(img)
+    ref = Upscaler(backend="torch", device="cuda", precision="fp32", tile=128, batch=1,
+                   seamless=True).upscale(img)
     total = torch.cuda.get_device_properties(0).total_memory
     torch.cuda.empty_cache()
     torch.cuda.set_per_process_memory_fraction(min(1.0, (1 << 30) / total))
     try:
-        up = Upscaler(backend="torch", device="cuda", tile=1024, batch=2)
+        up = Upscaler(backend="torch", device="cuda", precision="fp32", tile=1024, batch=2,
+                      seamless=True)
         ((_, out, stats),) = list(up.upscale_many([("big", Picture.from_array(img))]))
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
@@ -154,7 +158,7 @@ def test_srrun_folder_on_cuda_fp16(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "run.json").read_text())
     ok = [f for f in report["files"] if f["status"] == "ok"]
     assert len(ok) == 5
-    ref = Upscaler(backend="torch", device="cpu", tile=0)
+    ref = Upscaler(backend="torch", device="cpu", precision="fp32", tile=0)
     from srgan_runtime.core.imageio import load_rgb
 
     for name, img in _set5_lr()[:5]:

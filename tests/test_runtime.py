@@ -376,10 +376,13 @@ def test_precision_auto_follows_the_cpu(generator_file: Path, onnx_files, native
 def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     import srgan_runtime.core.machine as machine
 
+    monkeypatch.delenv("SRGAN_NATIVE_BF16")
     for flags, want in (("fpu avx512f avx512_bf16", True), ("fpu amx_bf16 amx_tile", True),
                         ("fpu avx2 avx512f avx512_vnni", False), ("", False)):
         monkeypatch.setattr(machine, "cpu_flags", lambda f=flags: frozenset(f.split()))
         assert machine.native_bf16() is want
+    monkeypatch.setenv("SRGAN_NATIVE_BF16", "1")
+    assert machine.native_bf16() is True
 
 
 def test_backend_auto_runs_generators_in_openvino_through_a_cached_export(
