@@ -235,7 +235,8 @@ def export_onnx(generator_path: Path, out: Path, options: OnnxExportOptions | No
         atomic_write(out, write)
     except _GateFailed as exc:
         raise ParityError(exc.report) from None
-    return OnnxExportResult(out, info, result.get("parity"), result.get("ops", {}))
+    return OnnxExportResult(out, replace(info, path=str(out)), result.get("parity"),
+                            result.get("ops", {}))
 
 
 class _GateFailed(Exception):

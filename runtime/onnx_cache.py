@@ -25,19 +25,20 @@ def cache_path(sha256: str) -> Path:
     return user_cache_dir("onnx") / f"{sha256[:32]}-{EXPORT_SETTINGS}-{__version__}.onnx"
 
 
-def cached_onnx(info: ModelInfo) -> Path:
-    """The ONNX export of the generator ``info`` describes: from the cache, or made now."""
+def cached_onnx(info: ModelInfo) -> ModelInfo:
+    """The description of the ONNX export of the generator ``info`` describes: from the
+    cache, or exported now."""
     sha = file_sha256(Path(info.path))
     path = cache_path(sha)
     if path.is_file():
         try:
-            if describe(path).source_sha256 == sha:
-                return path
+            found = describe(path)
+            if found.source_sha256 == sha:
+                return found
         except UserError:
             pass  # a damaged entry is replaced below
     from srgan_export import OnnxExportOptions, export_onnx
 
     log.info("exporting %s to ONNX once for OpenVINO (cached in %s; --no-cache runs PyTorch)",
              Path(info.path).name, path.parent)
-    export_onnx(Path(info.path), path, OnnxExportOptions(overwrite=True))
-    return path
+    return export_onnx(Path(info.path), path, OnnxExportOptions(overwrite=True)).info

@@ -18,7 +18,7 @@ ALLOWED_TRAINING_IMPORTS = {
     # The PyTorch backend builds the generator from its torch definition.
     "srgan_runtime.backends.pytorch": {"srgan_train.archs", "srgan_train.checkpoint"},
     # srbench scores every backend with the training package's evaluation protocol.
-    "srgan_runtime.bench": {"srgan_train.checkpoint", "srgan_train.evaluate"},
+    "srgan_runtime.bench": {"srgan_train.evaluate"},
     # Export traces the torch model; parity compares against it.
     "srgan_export.onnx_export": {"srgan_train.archs", "srgan_train.checkpoint"},
     "srgan_export.trt_engine": {"srgan_train.checkpoint"},

@@ -107,7 +107,7 @@ def _generator_on_openvino(info: ModelInfo, cache: bool) -> ModelInfo | None:
     from ..onnx_cache import cached_onnx
 
     try:
-        return describe(cached_onnx(info))
+        return cached_onnx(info)
     except UserError as exc:  # e.g. the export failed its parity gate
         log.warning("%s: running PyTorch (the ONNX export for OpenVINO failed: %s)",
                     info.path, exc)

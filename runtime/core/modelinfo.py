@@ -369,6 +369,7 @@ def resolve_generator(spec: str | Path) -> Path:
     """Like :func:`resolve_model`, for commands that need a generator file (training, export)."""
     path = resolve_model(spec)
     if path.suffix != ".safetensors":
-        raise UserError(f"{spec}: a {model_format(path)} file; this needs a generator "
+        kind = {"onnx": "an ONNX file", "tensorrt": "a TensorRT plan"}[model_format(path)]
+        raise UserError(f"{spec}: {kind}; this needs a generator "
                         "(.safetensors, a run folder or a bundled name)")
     return path
