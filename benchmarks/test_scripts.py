@@ -43,3 +43,21 @@ def test_defaults_script(tmp_path: Path) -> None:
     res = json.loads(out.read_text())
     assert len(res["rows"]) == 3 and res["rows"][0]["speedup_vs_loop"] == 1.0
     assert res["defaults_vs_loop_worst_psnr"] >= 40
+
+
+def test_int8_script(tmp_path: Path) -> None:
+    import pytest
+
+    data = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if not (data / "Set5").is_dir() or not (data / "T91").is_dir():
+        pytest.skip(f"Set5 and T91 not found under {data} (outside this environment)")
+    pytest.importorskip("openvino", reason="openvino extra not installed")
+    out = tmp_path / "i.json"
+    r = subprocess.run([sys.executable, str(HERE / "int8.py"), "--data", str(data), "--tile", "32",
+                        "--rounds", "1", "--sets", "Set5", "--check-set", "Set5",
+                        "--json", str(out)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert res["speed"]["openvino bf16"]["x_vs_openvino_bf16"] == 1.0
+    assert res["quality_vs_hr"]["Set5"]["loss_db"] <= 0.1
+    assert len(res["float_layers_tradeoff"]) == 4

@@ -39,6 +39,15 @@ def _print_report(report, as_json: bool) -> None:
               help="ONNX file to write.")
 @click.option("--fp16", is_flag=True,
               help="FP16 body with FP32 inputs/outputs (bicubic skip and final add stay FP32).")
+@click.option("--int8", is_flag=True,
+              help="INT8 by post-training quantization (QDQ: runs in OpenVINO and ONNX Runtime "
+                   "on the CPU); the input convolutions, the bicubic skip and the final add "
+                   "stay fp32.")
+@click.option("--calibration", type=click.Path(path_type=Path), default=None,
+              help="--int8: folder of training HR images to calibrate on (not an evaluation "
+                   "set) [default: <data>/T91/HR].")
+@click.option("--calibration-count", type=click.IntRange(1, 10000), default=64,
+              show_default=True, help="--int8: number of 64x64 LR crops to calibrate on.")
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset, 17 to 20.")
 @click.option("--static", default=None, metavar="B,H,W",
               help="Fixed input shape instead of dynamic batch/height/width.")
@@ -50,14 +59,18 @@ def _print_report(report, as_json: bool) -> None:
               help="Image data root for verification [default: $SR_DATA_DIR or ../shared/data].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the parity report as JSON.")
-def onnx(ckpt: Path, out: Path, fp16: bool, opset: int, static: str | None, no_verify: bool,
+def onnx(ckpt: Path, out: Path, fp16: bool, int8: bool, calibration: Path | None,
+         calibration_count: int, opset: int, static: str | None, no_verify: bool,
          no_radius: bool, data_dir: Path | None, overwrite: bool, as_json: bool) -> None:
     """Export a generator file (or run folder) to ONNX, verified against PyTorch."""
     from .onnx_export import OnnxExportOptions, ParityError, export_onnx, parse_static
 
+    if calibration is not None and not int8:
+        raise UserError("--calibration is for --int8")
     opts = OnnxExportOptions(opset=opset, fp16=fp16, static=parse_static(static),
                              verify=not no_verify, overwrite=overwrite, data_dir=data_dir,
-                             measure_radius=not no_radius)
+                             measure_radius=not no_radius, int8=int8, calibration=calibration,
+                             calibration_count=calibration_count)
     try:
         res = export_onnx(_resolve_generator(ckpt), out, opts)
     except ParityError as exc:
@@ -68,8 +81,9 @@ def onnx(ckpt: Path, out: Path, fp16: bool, opset: int, static: str | None, no_v
     shape = f"static {res.info.static_shape}" if res.info.static_shape else "dynamic N,H,W"
     ops = ", ".join(f"{k} {v}" for k, v in sorted(res.ops.items()))
     verified = "verified" if res.parity is not None else "NOT verified (--no-verify)"
+    kept = f"; kept in fp32: {', '.join(res.kept_float)}" if res.kept_float else ""
     click.echo(f"wrote {out}: {res.info.preset} x{res.info.scale} {res.info.precision}, opset "
-               f"{opset}, {shape}, {verified}; ops: {ops}", err=as_json)
+               f"{opset}, {shape}, {verified}; ops: {ops}{kept}", err=as_json)
 
 
 @cli.command()

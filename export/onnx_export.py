@@ -1,4 +1,5 @@
-"""Export a generator file to ONNX (fp32, or fp16 body with fp32 IO), verified before it lands."""
+"""Export a generator file to ONNX (fp32; fp16 body with fp32 IO; or INT8 by post-training
+quantization), verified before it lands."""
 
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ class OnnxExportOptions:
     overwrite: bool = False
     data_dir: Path | None = None
     measure_radius: bool = True  # store the effective radius (srgan_runtime.radius)
+    int8: bool = False  # post-training quantization (srgan_export.quantize)
+    calibration: Path | None = None  # training HR images; default <data>/T91/HR
+    calibration_count: int = 64
 
 
 @dataclass
@@ -42,6 +46,7 @@ class OnnxExportResult:
     info: ModelInfo
     parity: ParityReport | None
     ops: dict[str, int] = field(default_factory=dict)
+    kept_float: list[str] = field(default_factory=list)  # INT8: nodes left in float
 
 
 def _deploy_module(model, fp16: bool):
@@ -133,12 +138,13 @@ def _downgrade_to_17(model) -> None:
             imp.version = 17
 
 
-def _finalise(path: Path, info: ModelInfo) -> dict[str, int]:
-    """Attach metadata, set the opset, then check the model and its shapes strictly."""
+def _finalise(path: Path, info: ModelInfo, relabel: bool = True) -> dict[str, int]:
+    """Attach metadata, set the opset (``relabel``), then check the model and its shapes
+    strictly."""
     import onnx
 
     model = onnx.load(str(path))
-    if info.opset == 17:
+    if info.opset == 17 and relabel:
         _downgrade_to_17(model)
     del model.metadata_props[:]
     for k, v in info.to_props().items():
@@ -199,15 +205,18 @@ def export_onnx(generator_path: Path, out: Path, options: OnnxExportOptions | No
     opts = options or OnnxExportOptions()
     if opts.opset not in SUPPORTED_OPSETS:
         raise UserError(f"opset {opts.opset} is not supported (choose 17 to 20)")
+    if opts.int8 and opts.fp16:
+        raise UserError("--int8 and --fp16 exclude each other")
     out = Path(out)
     check_output_path(out, opts.overwrite)
+    calibration = _calibration(generator_path, opts) if opts.int8 else None
     gf = load_generator(Path(generator_path))
     # The source's description, with what the export changes: the ONNX file says the same.
     info = replace(
         describe(generator_path), format="onnx", path="", extra={},
         effective_radius=_effective_radius(generator_path) if opts.measure_radius
         and not opts.static else None,
-        precision="fp16" if opts.fp16 else "fp32",
+        precision="fp16" if opts.fp16 else "int8" if opts.int8 else "fp32",
         input_name=INPUT_NAME, output_name=OUTPUT_NAME,
         static_shape=",".join(map(str, opts.static)) if opts.static else "",
         source_sha256=file_sha256(Path(generator_path)), toolkit_version=__version__,
@@ -223,8 +232,12 @@ def export_onnx(generator_path: Path, out: Path, options: OnnxExportOptions | No
     result: dict = {}
 
     def write(tmp: Path) -> None:
-        _trace(module, example, opts.opset, opts.static is not None, tmp)
-        result["ops"] = _finalise(tmp, info)
+        if calibration is None:
+            _trace(module, example, opts.opset, opts.static is not None, tmp)
+            result["ops"] = _finalise(tmp, info)
+        else:
+            result["kept_float"] = _quantized(module, example, opts, info, calibration, tmp)
+            result["ops"] = _finalise(tmp, info, relabel=False)
         if opts.verify:
             report = verify_onnx(tmp, gf.model, info, opts.data_dir, name=out.name)
             result["parity"] = report
@@ -236,7 +249,41 @@ def export_onnx(generator_path: Path, out: Path, options: OnnxExportOptions | No
     except _GateFailed as exc:
         raise ParityError(exc.report) from None
     return OnnxExportResult(out, replace(info, path=str(out)), result.get("parity"),
-                            result.get("ops", {}))
+                            result.get("ops", {}), result.get("kept_float", []))
+
+
+def _calibration(generator_path: Path, opts: OnnxExportOptions) -> list:
+    """The calibration crops for ``--int8``, read before any export work."""
+    from srgan_runtime.core.modelinfo import describe as describe_model
+
+    from .parity import default_data_dir
+    from .quantize import CalibrationOptions, calibration_batches, calibration_problem
+
+    folder = opts.calibration
+    if folder is None:
+        folder = (opts.data_dir or default_data_dir()) / "T91" / "HR"
+        if not folder.is_dir():
+            raise UserError("--int8 needs --calibration DIR: a folder of training images "
+                            f"(the default {folder} does not exist)")
+    problem = calibration_problem(folder)
+    if problem:
+        raise UserError(problem)
+    scale = describe_model(generator_path).scale
+    return calibration_batches(folder, scale, CalibrationOptions(count=opts.calibration_count))
+
+
+def _quantized(module, example, opts: OnnxExportOptions, info: ModelInfo, batches: list,
+               out: Path) -> list[str]:
+    """Trace in fp32 (opset relabelled where asked) beside ``out``, then quantize into it."""
+    from .quantize import quantize_int8
+
+    fp32 = out.with_name(out.name + ".fp32.onnx")
+    try:
+        _trace(module, example, opts.opset, opts.static is not None, fp32)
+        _finalise(fp32, replace(info, precision="fp32"))
+        return quantize_int8(fp32, out, batches)
+    finally:
+        fp32.unlink(missing_ok=True)
 
 
 class _GateFailed(Exception):

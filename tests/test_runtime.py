@@ -38,7 +38,31 @@ def onnx_files(generator_file: Path, tmp_path_factory: pytest.TempPathFactory):
     fp32 = export_onnx(generator_file, d / "m.onnx", OnnxExportOptions(data_dir=data_root()))
     fp16 = export_onnx(generator_file, d / "h.onnx",
                        OnnxExportOptions(fp16=True, data_dir=data_root()))
-    return fp32.path, fp16.path
+    int8 = export_onnx(generator_file, d / "q.onnx",
+                       OnnxExportOptions(int8=True, calibration=_calibration_folder(d),
+                                         data_dir=data_root()))
+    return fp32.path, fp16.path, int8.path
+
+
+def _calibration_folder(d: Path) -> Path:
+    """Training-like images for INT8 calibration: T91 where the shared data is, else
+    generated textures (never the evaluation sets the parity test reads)."""
+    t91 = data_root() / "T91" / "HR"
+    if t91.is_dir():
+        return t91
+    from srgan_runtime.core.synth import texture
+
+    folder = d / "calib"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(8):
+        Image.fromarray(texture(rng, 192, 256)).save(folder / f"t{i}.png")
+    return folder
+
+
+def _engines(generator_file: Path, onnx_files) -> dict[str, Path]:
+    return {"generator": generator_file, "onnx": onnx_files[0], "onnx-fp16": onnx_files[1],
+            "onnx-int8": onnx_files[2]}
 
 
 def _chw(img: np.ndarray) -> np.ndarray:
@@ -56,7 +80,7 @@ def test_backend_parity_with_pytorch(generator_file: Path, onnx_files, backend: 
                                      precision: str, kind: str, image_set_name: str) -> None:
     if backend == "openvino":
         pytest.importorskip("openvino", reason="openvino extra not installed")
-    engine = {"generator": generator_file, "onnx": onnx_files[0], "onnx-fp16": onnx_files[1]}[kind]
+    engine = _engines(generator_file, onnx_files)[kind]
     ref = open_backend(generator_file, "torch", "cpu", "fp32")
     cand = open_backend(engine, backend, "cpu", precision)
     gate = Gate.for_precision(precision)
@@ -268,7 +292,7 @@ def test_quantize_rounds_and_flags_non_finite() -> None:
                          ids=lambda r: f"{r.backend}-{r.precision}-{r.kind}")
 def test_open_backend_refuses_what_the_support_table_refuses(
         generator_file: Path, onnx_files, row) -> None:
-    engine = {"generator": generator_file, "onnx": onnx_files[0], "onnx-fp16": onnx_files[1]}
+    engine = _engines(generator_file, onnx_files)
     with pytest.raises(UserError) as err:
         open_backend(engine[row.kind], row.backend, "cpu", row.precision)
     assert row.problem in str(err.value)
@@ -279,7 +303,7 @@ def test_support_table_is_complete_and_explained() -> None:
     from srgan_runtime.backends.support import support_summary
 
     rows = support_table()
-    assert len(rows) == 4 * 2 * 3 * 4
+    assert len(rows) == 4 * 2 * 4 * 5
     assert all(r.problem is None or len(r.problem) > 20 for r in rows)
     assert {r.backend for r in supported(device="cpu")} == {"torch", "onnxruntime", "openvino"}
     assert {(r.precision, r.kind) for r in supported("tensorrt")} == {("fp32", "tensorrt"),

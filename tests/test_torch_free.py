@@ -46,21 +46,24 @@ def _lr() -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def test_bundled_models_ship_matching_onnx_files() -> None:
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_bundled_models_ship_matching_onnx_files(precision: str) -> None:
+    """Each bundled generator ships an fp32 ONNX copy and an INT8 one (--precision int8)."""
     from srgan_runtime.core.files import file_sha256
 
     models = bundled_models()
-    assert "default" in models
+    assert "default" in models and not any("." in n for n in models)
     for name, gen in models.items():
-        onnx_path = onnx_variant(gen)
-        assert onnx_path is not None, f"{name}: no ONNX file beside the generator"
+        onnx_path = onnx_variant(gen, precision)
+        assert onnx_path is not None, f"{name}: no {precision} ONNX file beside the generator"
         if importlib.util.find_spec("onnx") is None:
             continue
         g, o = describe(gen), describe(onnx_path)
-        assert o.source_sha256 == file_sha256(gen), f"{name}.onnx is stale: re-export it"
+        assert o.source_sha256 == file_sha256(gen), f"{onnx_path.name} is stale: re-export it"
         assert (g.scale, g.channels, g.receptive_radius) == (o.scale, o.channels,
                                                              o.receptive_radius)
-        assert g.format == "generator" and o.format == "onnx" and o.precision == "fp32"
+        assert g.format == "generator" and o.format == "onnx" and o.precision == precision
+        assert o.effective_radius is not None
 
 
 def test_describe_needs_no_torch() -> None:

@@ -54,16 +54,22 @@ def _choose_backend(info: ModelInfo, device: str) -> str:
         return "torch"
     if info.format == "tensorrt":
         return "tensorrt"
-    if device == "cpu" and installed("openvino") and model_kind(info) == "onnx":
-        return "openvino"
+    if device == "cpu" and installed("openvino") and model_kind(info) in ("onnx", "onnx-int8"):
+        return "openvino"  # INT8 too: 233 vs 459 ms per 128-pixel tile here (benchmarks/int8.py)
     return "onnxruntime"
 
 
-def _onnx_instead(info: ModelInfo, backend: str) -> ModelInfo:
+def _onnx_instead(info: ModelInfo, backend: str, precision: str) -> ModelInfo:
     """A bundled generator opened on an ONNX backend, or without torch, runs the ONNX file
-    shipped beside it."""
+    shipped beside it; in int8, its quantized copy."""
     if info.format != "generator":
         return info
+    if precision == "int8" and backend in ("auto", "onnxruntime", "openvino"):
+        variant = onnx_variant(Path(info.path), "int8")
+        if variant is not None:
+            log.info("running the bundled model's INT8 copy %s", variant.name)
+            return describe(variant)
+        return info  # the support table says what to do
     wants_onnx = backend in ("onnxruntime", "openvino")
     if not wants_onnx and not (backend == "auto" and not installed("torch")):
         return info
@@ -125,7 +131,7 @@ def open_backend(engine: str | Path, backend: str = "auto", device: str = "auto"
         raise UserError(f"unknown precision {precision!r} (auto, {', '.join(PRECISIONS)})")
     if backend != "auto" and backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r} (auto, {', '.join(BACKENDS)})")
-    info = _onnx_instead(describe(engine, scale), backend)
+    info = _onnx_instead(describe(engine, scale), backend, precision)
     if info.channels != 3:
         raise UserError(f"{info.path}: model takes {info.channels} channels; srrun feeds RGB")
     if device == "auto":
@@ -140,7 +146,7 @@ def open_backend(engine: str | Path, backend: str = "auto", device: str = "auto"
         backend = _choose_backend(info, device)
     kind = model_kind(info)
     if precision == "auto":
-        if kind in ("onnx-fp16", "tensorrt"):  # the file fixes the precision
+        if kind in ("onnx-fp16", "onnx-int8", "tensorrt"):  # the file fixes the precision
             precision = info.precision
             choice += "precision auto: the file's"
         else:

@@ -1,4 +1,5 @@
-"""OpenVINO backend: an ONNX file on the CPU, f32 or bf16 inference precision."""
+"""OpenVINO backend: an ONNX file on the CPU, f32 or bf16 inference precision; a quantized
+(QDQ) file runs its quantized layers in int8 and the layers kept in float in f32."""
 
 from __future__ import annotations
 
@@ -38,6 +39,6 @@ class OpenVinoBackend(Backend):
         return self.request.get_output_tensor(0).data.copy()
 
     def fp32_fallback(self) -> Backend | None:
-        if self.precision == "fp32":
+        if self.precision in ("fp32", "int8"):  # int8: no float copy of the weights here
             return None
         return OpenVinoBackend(self.info, "cpu", "fp32", self.threads)

@@ -11,9 +11,10 @@ from ..core.modelinfo import ModelInfo
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 DEVICES = ("cpu", "cuda")
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # What a model file is to a backend: the format, with an ONNX file's stored precision.
-MODEL_KINDS = ("generator", "onnx", "onnx-fp16", "tensorrt")
+MODEL_KINDS = ("generator", "onnx", "onnx-fp16", "onnx-int8", "tensorrt")
+INT8_HOW = "export an INT8 ONNX with 'srexport onnx --int8 --calibration DIR'"
 
 # The file each backend needs, and how to make one.
 _NEEDS = {
@@ -26,27 +27,35 @@ _NEEDS = {
 
 def model_kind(info: ModelInfo) -> str:
     """The table's model axis for a described model."""
-    if info.format == "onnx" and info.precision == "fp16":
-        return "onnx-fp16"
+    if info.format == "onnx" and info.precision in ("fp16", "int8"):
+        return f"onnx-{info.precision}"
     return info.format
 
 
 def support_problem(backend: str, device: str, precision: str, kind: str) -> str | None:
     """None when ``backend`` runs a ``kind`` model on ``device`` in ``precision``; otherwise
     why not, as a sentence that says what to do instead."""
-    fmt = "onnx" if kind == "onnx-fp16" else kind
+    fmt = "onnx" if kind.startswith("onnx") else kind
+    stored = kind[5:] if kind.startswith("onnx-") else "fp32"
     need, how = _NEEDS[backend]
     if fmt != need:
         return f"{backend} runs {need} files, not {fmt} files: {how}"
     dev = "cuda" if device.startswith("cuda") else device
     if backend == "torch":
+        if precision == "int8":
+            return f"PyTorch runs no INT8 here: {INT8_HOW} and run it in openvino or onnxruntime"
         if dev == "cpu" and precision == "fp16":
             return "PyTorch has no fast fp16 on the CPU: use --precision bf16 (or fp32)"
         return None
+    if backend in ("onnxruntime", "openvino") and (stored == "int8") != (precision == "int8"):
+        if stored == "int8":
+            return "an INT8 file computes in int8: use --precision int8 (or an fp32 file)"
+        return f"INT8 needs a quantized file: {INT8_HOW}"
     if backend == "onnxruntime":
-        stored = "fp16" if kind == "onnx-fp16" else "fp32"
         if precision == "bf16":
             return "ONNX Runtime has no bf16 path here: use openvino or torch for bf16"
+        if precision == "int8" and dev != "cpu":
+            return "INT8 files run on --device cpu here (openvino or onnxruntime)"
         if precision != stored:
             flag = " --fp16" if precision == "fp16" else ""
             return (f"ONNX Runtime computes in the file's precision ({stored}): export an "
@@ -61,7 +70,7 @@ def support_problem(backend: str, device: str, precision: str, kind: str) -> str
     # tensorrt
     if dev != "cuda":
         return "TensorRT engines run on --device cuda"
-    if precision == "bf16":
+    if precision in ("bf16", "int8"):
         return "engines are fp32 or fp16 (the precision they were built with)"
     return None
 

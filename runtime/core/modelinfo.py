@@ -25,6 +25,8 @@ from .manifest import ENGINE_SUFFIXES, read_manifest
 
 ONNX_FORMAT = "srgan-toolkit/onnx"
 FORMATS = ("generator", "onnx", "tensorrt")
+# What a file stores its body in (inputs/outputs are float32 in every case).
+STORED_PRECISIONS = ("fp32", "fp16", "int8")
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
 
 MAX_SCALE = 16
@@ -89,7 +91,7 @@ class ModelInfo:
         if self.format == "generator":
             return ("fp32", "fp16", "bf16")
         if self.format == "onnx":
-            return ("fp16",) if self.precision == "fp16" else ("fp32", "bf16")
+            return ("fp32", "bf16") if self.precision == "fp32" else (self.precision,)
         return (self.precision,)
 
     def summary(self) -> str:
@@ -161,9 +163,9 @@ class ModelInfo:
             value = getattr(self, name)
             if value is not None and not lo <= value <= hi:
                 raise UserError(f"{where}: model metadata {name}={value} is outside {lo}..{hi}")
-        if self.precision not in ("fp32", "fp16"):
-            raise UserError(f"{where}: model metadata precision={self.precision!r} is not fp32 "
-                            "or fp16")
+        if self.precision not in STORED_PRECISIONS:
+            raise UserError(f"{where}: model metadata precision={self.precision!r} is not "
+                            f"{', '.join(STORED_PRECISIONS)}")
         if self.format not in FORMATS:
             raise UserError(f"{where}: unknown model format {self.format!r}")
         if self.static_shape:
@@ -206,13 +208,17 @@ def bundled_models() -> dict[str, Path]:
     ONNX file beside it (:func:`onnx_variant`), for installs without torch."""
     if not MODEL_DIR.is_dir():
         return {}
-    names = sorted({p.stem for p in MODEL_DIR.iterdir() if p.suffix in (".safetensors", ".onnx")})
+    # "default.int8.onnx" is a variant of "default", not a model of its own.
+    names = sorted({p.stem for p in MODEL_DIR.iterdir()
+                    if p.suffix in (".safetensors", ".onnx") and "." not in p.stem})
     return {n: MODEL_DIR / f"{n}.safetensors" for n in names}
 
 
-def onnx_variant(generator: Path) -> Path | None:
-    """The ONNX export shipped beside a bundled generator, if there is one."""
-    cand = Path(generator).with_suffix(".onnx")
+def onnx_variant(generator: Path, precision: str = "fp32") -> Path | None:
+    """The ONNX export shipped beside a bundled generator (``<name>.onnx``, fp32; for
+    ``int8`` its quantized copy ``<name>.int8.onnx``), if there is one."""
+    suffix = ".int8.onnx" if precision == "int8" else ".onnx"
+    cand = Path(generator).with_suffix(suffix)
     return cand if cand.is_file() and Path(generator).parent == MODEL_DIR else None
 
 
@@ -337,9 +343,13 @@ def _describe_onnx(path: Path, scale: int | None) -> ModelInfo:
 
 
 def onnx_body_precision(model) -> str:
-    """``fp16`` when most floating initializers are float16, else ``fp32``."""
+    """``int8`` for a quantized (QDQ or QOperator) graph, ``fp16`` when most floating
+    initializers are float16, else ``fp32``."""
     import onnx
 
+    if any(n.op_type in ("QuantizeLinear", "QLinearConv", "ConvInteger")
+           for n in model.graph.node):
+        return "int8"
     counts = {"fp16": 0, "fp32": 0}
     for init in model.graph.initializer:
         if init.data_type == onnx.TensorProto.FLOAT16:
