@@ -320,7 +320,11 @@ def _describe_onnx(path: Path, scale: int | None) -> ModelInfo:
         raise UserError(f"{path}: not a readable ONNX file ({first_line(exc)})") from None
     props = {p.key: p.value for p in model.metadata_props}
     if props.get("format") == ONNX_FORMAT:
-        return ModelInfo.from_props(props, path, format="onnx")
+        info = ModelInfo.from_props(props, path, format="onnx")
+        # A file quantized by another tool keeps the fp32 metadata it was made from.
+        if onnx_body_precision(model) == "int8":
+            info = replace(info, precision="int8")
+        return info
     if scale is None:
         ModelInfo.from_props(props, path)  # raises the "pass --scale" error
     if len(model.graph.input) != 1 or len(model.graph.output) != 1:
