@@ -1,10 +1,12 @@
 """Reading and writing images for upscaling, keeping what users care about: alpha, grey, 16-bit
 depth, EXIF orientation, ICC profile and EXIF data.
 
-Pillow does the work, except for 16-bit-per-channel colour, which Pillow cannot hold: PNGs go
-through pypng, TIFFs through tifffile. Everything is numpy: colour ``HxWx3`` (or ``HxW`` grey)
-and alpha ``HxW``, uint8 or uint16. Float images (0..1) become 16-bit; 32-bit integer images are
-read as 16-bit when their values fit, else refused; animated images are skipped with a reason.
+Pillow does the work, except for 16-bit-per-channel colour, which Pillow cannot hold (16-bit PNGs
+are read through pypng, TIFFs through tifffile), and PNG writing, which streams strips through
+:mod:`.pngwrite` instead of copying the whole picture. Everything is numpy: colour ``HxWx3``
+(or ``HxW`` grey) and alpha ``HxW``, uint8 or uint16. Float images (0..1) become 16-bit; 32-bit
+integer images are read as 16-bit when their values fit, else refused; animated images are
+skipped with a reason.
 """
 
 from __future__ import annotations
@@ -294,24 +296,24 @@ def write_image(pic: Picture, dest: Path | io.BytesIO, fmt: str, quality: int = 
     if pic.bits == 16 and FORMATS[fmt] == "TIFF":
         _write_tiff16(pic, dest)
         return
-    if pic.bits == 16 and (not pic.grey or pic.alpha is not None):
-        data = _png16_bytes(pic, png_level)
-        if isinstance(dest, io.BytesIO):
-            dest.write(data)
-        else:
-            Path(dest).write_bytes(data)
+    exif = _exif_upright(pic.exif)
+    if FORMATS[fmt] == "PNG":  # streamed: no whole-picture copy (core.pngwrite)
+        from .pngwrite import write_png
+
+        if exif and exif.startswith(b"Exif\x00\x00"):
+            exif = exif[6:]  # PNG's eXIf holds the TIFF structure only
+        with contextlib.ExitStack() as stack:
+            f = dest if isinstance(dest, io.BytesIO) else stack.enter_context(open(dest, "wb"))
+            write_png(f, pic.to_array(), png_level, pic.icc_profile, exif)
         return
     im = Image.fromarray(pic.to_array())  # L, I;16, LA, RGB, RGBA
     kwargs: dict = {}
     if pic.icc_profile:
         kwargs["icc_profile"] = pic.icc_profile
-    exif = _exif_upright(pic.exif)
-    if exif and FORMATS[fmt] in ("JPEG", "PNG", "WEBP", "TIFF"):
+    if exif and FORMATS[fmt] in ("JPEG", "WEBP", "TIFF"):
         kwargs["exif"] = exif
     if FORMATS[fmt] in ("JPEG", "WEBP"):
         kwargs["quality"] = quality
-    if FORMATS[fmt] == "PNG":
-        kwargs["compress_level"] = png_level
     im.save(dest, format=FORMATS[fmt], **kwargs)
 
 
@@ -343,40 +345,6 @@ def encode_image(pic: Picture, fmt: str, quality: int = 95, png_level: int = PNG
     buf = io.BytesIO()
     write_image(pic, buf, fmt, quality, png_level)
     return buf.getvalue()
-
-
-def _png16_bytes(pic: Picture, level: int) -> bytes:
-    import png
-
-    arr = pic.to_array()
-    h, w = arr.shape[:2]
-    planes = 1 if arr.ndim == 2 else arr.shape[2]
-    greyscale = planes in (1, 2)
-    alpha = planes in (2, 4)
-    writer = png.Writer(w, h, greyscale=greyscale, alpha=alpha, bitdepth=16,
-                        compression=level)
-    buf = io.BytesIO()
-    writer.write(buf, arr.reshape(h, w * planes))
-    data = buf.getvalue()
-    if pic.icc_profile:
-        data = _png_insert_chunk(data, b"iCCP", b"icc\x00\x00" + _zlib(pic.icc_profile))
-    return data
-
-
-def _zlib(b: bytes) -> bytes:
-    import zlib
-
-    return zlib.compress(b)
-
-
-def _png_insert_chunk(data: bytes, kind: bytes, payload: bytes) -> bytes:
-    """Insert a chunk right after IHDR (where iCCP must go)."""
-    import zlib
-
-    chunk = struct.pack(">I", len(payload)) + kind + payload
-    chunk += struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
-    ihdr_end = 8 + 8 + 13 + 4
-    return data[:ihdr_end] + chunk + data[ihdr_end:]
 
 
 def save_image(pic: Picture, path: Path, fmt: str | None = None, quality: int = 95,
