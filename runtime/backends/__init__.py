@@ -40,6 +40,10 @@ def _default_device(info: ModelInfo) -> str:
     if info.format == "tensorrt":
         return "cuda"
     if info.format == "generator" and installed("torch"):
+        from ..core.machine import may_have_cuda
+
+        if not may_have_cuda():
+            return "cpu"
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"

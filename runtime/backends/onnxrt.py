@@ -41,6 +41,9 @@ class OrtBackend(Backend):
         }[opt_level]
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.inter_op_num_threads = 1
+        # The arena keeps every size it ever served: with dynamic tile shapes a 256-pixel tile
+        # of the bundled default peaked at 1667 MB with it, 823 MB without, at the same speed.
+        so.enable_cpu_mem_arena = False
         if threads > 0:
             so.intra_op_num_threads = threads
         so.log_severity_level = 3

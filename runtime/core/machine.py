@@ -46,6 +46,15 @@ def native_bf16() -> bool:
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
+def may_have_cuda() -> bool:
+    """False where there is certainly no NVIDIA GPU (Linux without the NVIDIA driver's device
+    nodes), so that ``--device auto`` need not import torch (~180 MB resident, seconds) to
+    learn it; True where a GPU may exist (ask torch then)."""
+    if not sys.platform.startswith("linux"):
+        return sys.platform.startswith("win")
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia/version")
+
+
 def machine_info() -> dict[str, object]:
     info: dict[str, object] = {"cpu": cpu_model(), "cores": os.cpu_count(),
                                "python": platform.python_version(), "toolkit": __version__,

@@ -1,0 +1,94 @@
+"""Peak resident memory of whole ``srrun upscale`` processes, by backend and input size, at the
+default settings (``--max-memory auto``: the output picture + 512 MiB), with the time each took.
+
+    python benchmarks/memory.py --json benchmarks/results/memory-<machine>.json
+
+Each run is its own process; its peak comes from the kernel (``wait4``'s ``ru_maxrss``), so it
+counts everything: interpreter, libraries, model, decode, tiles, canvas and encoder. Inputs are
+procedural PNGs of 256^2, 512^2 and 1024^2 (1, 4 and 16 MP out at x4) and 2048^2 (67 MP out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MiB = 1 << 20
+HEADROOM_MIB = 512
+
+
+def _srrun(args: list[str]) -> tuple[float, float, str]:
+    """Peak RSS (MiB) and seconds of one srrun process, and its stderr."""
+    cmd = [sys.executable, "-m", "srgan_runtime.cli", "upscale", *args, "--no-progress"]
+    t = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        secs = time.perf_counter() - t
+        err.seek(0)
+        text = err.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)}: exit {proc.returncode}\n{text[-2000:]}")
+    return usage.ru_maxrss / 1024, secs, text
+
+
+def main() -> None:
+    from srgan_runtime.core.machine import machine_info
+    from srgan_runtime.core.synth import write_textures
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backends", default="openvino,onnxruntime,torch")
+    ap.add_argument("--sides", default="256,512,1024,2048", help="LR input sides")
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--extra", default="", help="more srrun options, e.g. '--max-memory off'")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    sides = [int(s) for s in args.sides.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="srbench-mem-") as tmp:
+        for side in sides:
+            write_textures(Path(tmp) / f"in{side}", 1, (side, side), seed=side)
+        for backend in args.backends.split(","):
+            # Warm the per-model caches (footprint, exports) so that runs measure steady use.
+            src = next((Path(tmp) / f"in{sides[0]}").iterdir())
+            _srrun([str(src), "-o", str(Path(tmp) / "warm.png"), "--overwrite", "--backend",
+                    backend, "--model", args.model, *args.extra.split()])
+            for side in sides:
+                src = next((Path(tmp) / f"in{side}").iterdir())
+                out = Path(tmp) / f"out-{backend}-{side}.png"
+                peak, secs, err = _srrun([str(src), "-o", str(out), "--backend", backend,
+                                          "--model", args.model, *args.extra.split()])
+                from PIL import Image
+
+                with Image.open(out) as im:
+                    w, h = im.size
+                out_mib = w * h * 3 / MiB
+                tile = next((ln.split("tile ")[1].split()[0] for ln in err.splitlines()
+                             if "to stay within the memory budget" in ln), "default")
+                row = {"backend": backend, "input": f"{side}x{side}", "output_mp": round(
+                    w * h / 1e6, 2), "output_mib": round(out_mib, 1),
+                    "peak_rss_mib": round(peak, 1), "over_output_mib": round(peak - out_mib, 1),
+                    "within_output_plus_512": peak <= out_mib + HEADROOM_MIB,
+                    "seconds": round(secs, 1), "tile": tile}
+                rows.append(row)
+                print(f"{backend:12s} {side:5d}^2 -> {w * h / 1e6:6.1f} MP: peak {peak:7.1f} MiB"
+                      f" (output {out_mib:6.1f} + {peak - out_mib:6.1f}), {secs:6.1f} s, "
+                      f"tile {tile}", flush=True)
+                out.unlink()
+    doc = {"machine": machine_info(), "model": args.model, "extra": args.extra,
+           "budget": f"output + {HEADROOM_MIB} MiB", "rows": rows}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

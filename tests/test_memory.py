@@ -1,0 +1,127 @@
+"""The memory budget: sizes, the measured per-tile footprint, the tile chosen to fit, a refusal
+when nothing fits, and a whole srrun process kept under an explicit --max-memory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from srgan_runtime import Upscaler
+from srgan_runtime.core.errors import UserError
+from srgan_runtime.memory import (
+    Footprint,
+    current_rss,
+    footprint,
+    measure_footprint,
+    measure_here,
+    parse_size,
+    reset_peak_rss,
+)
+
+linux_only = pytest.mark.skipif(not Path("/proc/self/clear_refs").exists() or
+                                not reset_peak_rss(),
+                                reason="peak RSS cannot be reset here (Linux clear_refs)")
+
+
+def test_parse_size() -> None:
+    assert parse_size("1.5G") == int(1.5 * 2**30)
+    assert parse_size("800M") == 800 * 2**20
+    assert parse_size("2GiB") == 2 * 2**30
+    assert parse_size("512mb") == 512 * 2**20
+    assert parse_size(str(2**28)) == 2**28
+    for bad in ("", "1.5X", "G", "-1G", "nanG", "1e3G", "10M", "1 5G"):
+        with pytest.raises(UserError, match="--max-memory"):
+            parse_size(bad)
+
+
+def test_footprint_arithmetic() -> None:
+    fp = Footprint(fixed=10 * 2**20, per_pixel=4096.0)
+    assert fp.bytes(256, 2) == 10 * 2**20 + 4096 * 256 * 256 * 2
+    side = fp.largest_side(fp.bytes(200, 1))
+    assert side == 200
+    assert fp.largest_side(5 * 2**20) == 0  # less than the fixed part
+    assert Footprint(0.0, 0.0).largest_side(1.0) > 10**6  # no growth: any tile
+
+
+@linux_only
+def test_measured_footprint_grows_with_the_tile_and_is_cached(tmp_path: Path) -> None:
+    from srgan_runtime.backends import open_backend
+
+    backend = open_backend("default", "openvino" if _has("openvino") else "onnxruntime",
+                           "cpu", "fp32")
+    fp = measure_footprint(backend)  # in a fresh process
+    assert fp is not None
+    here = measure_here(backend)  # this process: freed memory still resident can hide growth
+    assert here is not None and here.per_pixel <= 1.5 * fp.per_pixel
+    # The bundled default's largest activation is 256 channels at twice the LR side: 4 KiB
+    # per LR pixel in fp32; a backend holds at least that and a few more tensors.
+    assert 4096 <= fp.per_pixel <= 16 * 4096, fp
+    first = footprint(backend)
+    assert first is not None
+    cached = list((Path(os.environ["XDG_CACHE_HOME"]) / "srgan-toolkit" /
+                   "footprint").glob("*.json"))
+    assert cached and footprint(backend) == first
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+@linux_only
+def test_budget_chooses_the_tile_and_refuses_what_cannot_fit() -> None:
+    up = Upscaler("default", device="cpu", max_memory=1 << 40)
+    assert up.memory_tile(2048, 2048) == (256, None)  # plenty: the requested tile
+    rss = current_rss()
+    assert rss is not None
+    canvas = 2048 * 2048 * 17 * 4  # what memory_tile counts for the picture (bytes)
+    tight = Upscaler("default", device="cpu", max_memory=int(rss + canvas + 300 * 2**20))
+    side, problem = tight.memory_tile(2048, 2048)
+    assert problem is None and 2 * tight.overlap + 16 <= side < 256 and side % 8 == 0
+    hopeless = Upscaler("default", device="cpu", max_memory=int(rss))
+    side, problem = hopeless.memory_tile(2048, 2048)
+    assert side == 0 and "needs more than --max-memory" in problem
+    assert hopeless.size_problem(2048, 2048) == problem
+    off = Upscaler("default", device="cpu", max_memory=0)
+    assert off.memory_tile(4096, 4096) == (256, None) and off.batch == 1
+
+
+@linux_only
+def test_srrun_stays_under_an_explicit_max_memory(tmp_path: Path) -> None:
+    """A whole process (interpreter, libraries, model, canvas, encoder) under --max-memory,
+    read from the kernel's peak for that child."""
+    from srgan_runtime.core.synth import texture
+
+    src = tmp_path / "in.png"
+    Image.fromarray(texture(np.random.default_rng(0), 640, 640)).save(src)
+    cmd = [sys.executable, "-m", "srgan_runtime.cli", "upscale", str(src), "-o",
+           str(tmp_path / "out.png"), "--model", "fast", "--max-memory", "450M", "--no-progress"]
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as f:  # a file, not a pipe: nothing blocks before wait4 returns
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=f)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    err = log.read_text()
+    assert proc.returncode == 0, err
+    peak_mib = usage.ru_maxrss / 1024
+    print(f"peak {peak_mib:.0f} MiB under --max-memory 450M (output 18.8 MiB); {err[-300:]}")
+    assert peak_mib <= 450
+    assert "to stay within the memory budget" in err  # a smaller tile was chosen
+    assert Image.open(tmp_path / "out.png").size == (2560, 2560)
+
+
+def test_max_memory_option_errors(tmp_path: Path) -> None:
+    src = tmp_path / "in.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src)
+    r = subprocess.run([sys.executable, "-m", "srgan_runtime.cli", "upscale", str(src), "-o",
+                        str(tmp_path / "o.png"), "--max-memory", "lots"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--max-memory 'lots'" in r.stderr
+    assert "Traceback" not in r.stderr
