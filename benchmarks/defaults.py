@@ -39,13 +39,19 @@ for p in sorted(src.iterdir()):
 """
 
 
-def _run(cmd: list[str]) -> float:
-    t = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    secs = time.perf_counter() - t
-    if r.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])}...: exit {r.returncode}\n{r.stderr[-2000:]}")
-    return secs
+def _run(cmd: list[str]) -> tuple[float, float]:
+    """Seconds and peak resident MiB (reported by the process itself at exit) of one process
+    (``python -m MODULE ...`` or ``python -c CODE ...``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        peak_file = Path(tmp) / "peak"
+        wrapped = [cmd[0], "-m", "srgan_runtime.memory", "--report-peak", str(peak_file),
+                   *(cmd[2:] if cmd[1] == "-m" else cmd[1:])]
+        t = time.perf_counter()
+        r = subprocess.run(wrapped, capture_output=True, text=True)
+        secs = time.perf_counter() - t
+        if r.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd[:4])}...: exit {r.returncode}\n{r.stderr[-2000:]}")
+        return secs, int(peak_file.read_text()) / 2**20
 
 
 def main() -> None:
@@ -54,7 +60,7 @@ def main() -> None:
 
     from srgan_runtime.core.machine import machine_info
     from srgan_runtime.core.metrics import psnr
-    from srgan_runtime.core.modelinfo import resolve_model
+    from srgan_runtime.core.modelinfo import onnx_variant, resolve_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", default="../shared/data/Set14/HR")
@@ -75,12 +81,18 @@ def main() -> None:
             "real-esrgan-style loop (whole image, fp32, PyTorch)":
                 [sys.executable, "-c", REFERENCE_LOOP, str(src), f"{tmp}/ref", model,
                  str(a.threads)],
-            "srrun, previous defaults (--backend torch --precision fp32 --seamless)":
+            "srrun, previous defaults (--backend torch --precision fp32 --seamless --batch 4 "
+            "--max-memory off)":
                 [*srrun, str(src), "-o", f"{tmp}/prev", "--model", model, "--backend", "torch",
-                 "--precision", "fp32", "--seamless", "--no-progress"],
+                 "--precision", "fp32", "--seamless", "--batch", "4", "--max-memory", "off",
+                 "--no-progress"],
             "srrun, defaults": [*srrun, str(src), "-o", f"{tmp}/now", "--model", model,
                                 "--no-progress"],
         }
+        if onnx_variant(Path(model), "int8") is not None:
+            configs["srrun --precision int8 (the bundled INT8 copy)"] = [
+                *srrun, str(src), "-o", f"{tmp}/int8", "--model", model, "--precision", "int8",
+                "--no-progress"]
         if a.threads:
             for k in list(configs)[1:]:
                 configs[k] += ["--threads", str(a.threads)]
@@ -90,26 +102,34 @@ def main() -> None:
         shutil.rmtree(f"{tmp}/now")
         rows = []
         for label, cmd in configs.items():
-            secs = _run(cmd)
-            rows.append({"config": label, "seconds": round(secs, 2)})
-            print(f"{label}: {secs:.1f} s", flush=True)
+            secs, peak = _run(cmd)
+            rows.append({"config": label, "seconds": round(secs, 2),
+                         "peak_rss_mib": round(peak, 1)})
+            print(f"{label}: {secs:.1f} s, peak {peak:.0f} MiB", flush=True)
         base = rows[0]["seconds"]
         for r in rows:
             r["speedup_vs_loop"] = round(base / r["seconds"], 2)
-        parity = []
-        for p in sorted(Path(f"{tmp}/ref").iterdir()):
-            ref = np.asarray(Image.open(p))
-            now = np.asarray(Image.open(next(Path(f"{tmp}/now").glob(f"{p.stem}_x*.png"))))
-            parity.append(psnr(now, ref))
-        worst = min(parity)
-        print(f"defaults vs loop output: worst {worst:.2f} dB over {len(parity)} images")
+        def worst_vs_loop(folder: str) -> float:
+            scores = []
+            for p in sorted(Path(f"{tmp}/ref").iterdir()):
+                ref = np.asarray(Image.open(p))
+                out = np.asarray(Image.open(next(Path(folder).glob(f"{p.stem}_x*.png"))))
+                scores.append(psnr(out, ref))
+            return min(scores)
+
+        worst = worst_vs_loop(f"{tmp}/now")
+        print(f"defaults vs loop output: worst {worst:.2f} dB")
+        worst_int8 = worst_vs_loop(f"{tmp}/int8") if Path(f"{tmp}/int8").is_dir() else None
+        if worst_int8 is not None:
+            print(f"int8 vs loop output: worst {worst_int8:.2f} dB")
         for r in rows:
             print(f"{r['config']}: {r['seconds']} s, {r['speedup_vs_loop']}x the loop")
     if a.json:
         doc = {"machine": machine_info(), "model": model, "images": a.images,
                "count": a.count, "lr_megapixels": round(mp_in, 3), "threads": a.threads,
                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows,
-               "defaults_vs_loop_worst_psnr": round(worst, 2)}
+               "defaults_vs_loop_worst_psnr": round(worst, 2),
+               "int8_vs_loop_worst_psnr": None if worst_int8 is None else round(worst_int8, 2)}
         Path(a.json).write_text(json.dumps(doc, indent=2))
 
 

@@ -3,8 +3,9 @@ default settings (``--max-memory auto``: the output picture + 512 MiB), with the
 
     python benchmarks/memory.py --json benchmarks/results/memory-<machine>.json
 
-Each run is its own process; its peak comes from the kernel (``wait4``'s ``ru_maxrss``), so it
-counts everything: interpreter, libraries, model, decode, tiles, canvas and encoder. Inputs are
+Each run is its own process, which reports its own peak (``VmHWM``) at exit, so it counts
+everything: interpreter, libraries, model, decode, tiles, canvas and encoder. (``wait4``'s
+``ru_maxrss`` would not do: Linux carries the spawning process's peak across exec.) Inputs are
 procedural PNGs of 256^2, 512^2 and 1024^2 (1, 4 and 16 MP out at x4) and 2048^2 (67 MP out).
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -24,19 +24,18 @@ HEADROOM_MIB = 512
 
 
 def _srrun(args: list[str]) -> tuple[float, float, str]:
-    """Peak RSS (MiB) and seconds of one srrun process, and its stderr."""
-    cmd = [sys.executable, "-m", "srgan_runtime.cli", "upscale", *args, "--no-progress"]
-    t = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    """Peak RSS (MiB, reported by the process itself at exit) and seconds of one srrun
+    process, and its stderr."""
+    with tempfile.TemporaryDirectory() as tmp:
+        peak_file = Path(tmp) / "peak"
+        cmd = [sys.executable, "-m", "srgan_runtime.memory", "--report-peak", str(peak_file),
+               "srgan_runtime.cli", "upscale", *args, "--no-progress"]
+        t = time.perf_counter()
+        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         secs = time.perf_counter() - t
-        err.seek(0)
-        text = err.read()
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)}: exit {proc.returncode}\n{text[-2000:]}")
-    return usage.ru_maxrss / 1024, secs, text
+        if r.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)}: exit {r.returncode}\n{r.stderr[-2000:]}")
+        return int(peak_file.read_text()) / MiB, secs, r.stderr
 
 
 def main() -> None:

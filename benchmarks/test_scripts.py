@@ -42,6 +42,7 @@ def test_defaults_script(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
     assert len(res["rows"]) == 3 and res["rows"][0]["speedup_vs_loop"] == 1.0
+    assert all(r["peak_rss_mib"] > 0 for r in res["rows"])
     assert res["defaults_vs_loop_worst_psnr"] >= 40
 
 

@@ -32,6 +32,13 @@ log = logging.getLogger("srgan_runtime.bench")
 _KIND = {"torch": "generator", "onnxruntime": "onnx", "openvino": "onnx", "tensorrt": "tensorrt"}
 
 
+def _kind(backend: str, precision: str) -> str:
+    """An ONNX backend runs fp16 and int8 from files stored in that precision."""
+    if _KIND[backend] == "onnx" and precision in ("fp16", "int8"):
+        return f"onnx-{precision}"
+    return _KIND[backend]
+
+
 @dataclass
 class Row:
     backend: str
@@ -189,8 +196,10 @@ def run_row(row: Row, engine: Path, *, eval_pairs, reference_outputs, device: st
     row.gflops = 2 * macs_per_px * row.tile**2 / med / 1e9
     if device == "cuda":
         key = {"fp32": "gpu_matmul_fp32_tflops", "fp16": "gpu_matmul_fp16_tflops",
-               "bf16": "gpu_matmul_bf16_tflops"}[row.precision]
+               "bf16": "gpu_matmul_bf16_tflops"}.get(row.precision, "")
         peak = limits.get(key, 0) * 1e3
+    elif row.precision == "int8":
+        peak = 0  # no int8 matmul limit is measured: no percentage rather than a wrong one
     else:
         peak = limits.get("cpu_matmul_fp32_gflops" if row.precision == "fp32"
                           else "cpu_matmul_bf16_gflops", 0)
@@ -255,6 +264,8 @@ def _eval_set(data: Path | None, scale: int):
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("--backends", default=None,
               help="Comma-separated subset, e.g. torch,openvino (default: all available).")
+@click.option("--precisions", default=None,
+              help="Comma-separated subset, e.g. fp32,int8 (default: all).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--threads", type=int, default=0, show_default=True)
 @click.option("--repeats", type=click.IntRange(1), default=7, show_default=True)
@@ -266,7 +277,7 @@ def _eval_set(data: Path | None, scale: int):
 @click.option("-v", "--verbose", is_flag=True, help="More log output.")
 @click.version_option(__version__, prog_name="srbench")
 def bench_cmd(ckpt: str | None, data: Path | None, tile: int, batch: int, backends: str | None,
-              device: str, threads: int, repeats: int, min_seconds: float,
+              precisions: str | None, device: str, threads: int, repeats: int, min_seconds: float,
               json_path: Path | None, min_psnr: float | None, debug: bool,
               verbose: bool) -> None:
     """Export, check and time a generator on every backend the support table lists for this
@@ -278,7 +289,7 @@ def bench_cmd(ckpt: str | None, data: Path | None, tile: int, batch: int, backen
         if json_path is not None:
             check_output_file(json_path, "results file")
         code = _bench(ckpt, data, tile, batch, backends, device, threads, repeats, min_seconds,
-                      json_path, min_psnr)
+                      json_path, min_psnr, precisions)
     ctx.exit(code)
 
 
@@ -294,7 +305,8 @@ class _Plan:
     rows: list[Row]
 
 
-def plan_rows(device: str, wanted: set[str] | None = None) -> list[Row]:
+def plan_rows(device: str, wanted: set[str] | None = None,
+              precisions: set[str] | None = None) -> list[Row]:
     """One row per backend x precision the support table has for some device; rows this
     device cannot run are kept as skipped, with the table's reason."""
     from .backends import BACKENDS, PRECISIONS, installed
@@ -305,8 +317,9 @@ def plan_rows(device: str, wanted: set[str] | None = None) -> list[Row]:
         if wanted is not None and backend not in wanted:
             continue
         for precision in PRECISIONS:
-            kind = "onnx-fp16" if _KIND[backend] == "onnx" and precision == "fp16" \
-                else _KIND[backend]
+            if precisions is not None and precision not in precisions:
+                continue
+            kind = _kind(backend, precision)
             problems = {d: support_problem(backend, d, precision, kind) for d in ("cpu", "cuda")}
             if all(problems.values()):
                 continue  # no device runs it: not a row
@@ -319,7 +332,7 @@ def plan_rows(device: str, wanted: set[str] | None = None) -> list[Row]:
     return rows
 
 
-def _prepare(ckpt, data, tile, batch, backends, device, threads) -> _Plan:
+def _prepare(ckpt, data, tile, batch, backends, device, threads, precisions=None) -> _Plan:
     from .backends import BACKENDS, installed
     from .core.modelinfo import default_model, describe, resolve_generator
     from .upscaler import check_settings
@@ -343,7 +356,13 @@ def _prepare(ckpt, data, tile, batch, backends, device, threads) -> _Plan:
     if unknown:
         raise UserError(f"unknown backends {sorted(unknown)} (choose from {', '.join(BACKENDS)})")
     pairs, source = _eval_set(data, info.scale)
-    rows = plan_rows("cuda" if device.startswith("cuda") else "cpu", wanted)
+    from .backends import PRECISIONS
+
+    chosen = None if precisions is None else {p.strip() for p in precisions.split(",")}
+    if chosen is not None and chosen - set(PRECISIONS):
+        raise UserError(f"unknown precisions {sorted(chosen - set(PRECISIONS))} (choose from "
+                        f"{', '.join(PRECISIONS)})")
+    rows = plan_rows("cuda" if device.startswith("cuda") else "cpu", wanted, chosen)
     for row in rows:
         row.tile, row.batch = tile, batch
     return _Plan(gen, info, device, pairs, source, rows)
@@ -375,7 +394,9 @@ class _Exports:
         if kind == "tensorrt":
             return _trt_engine(self.file("onnx-fp16"), self.tmp)
         path = self.tmp / f"model-{kind}.onnx"
-        export_onnx(self.gen, path, OnnxExportOptions(fp16=kind == "onnx-fp16", verify=False))
+        # INT8 calibrates on <data root>/T91/HR (training images), like 'srexport onnx --int8'.
+        export_onnx(self.gen, path, OnnxExportOptions(fp16=kind == "onnx-fp16",
+                                                      int8=kind == "onnx-int8", verify=False))
         return path
 
 
@@ -392,9 +413,7 @@ def _run_rows(plan: _Plan, threads, repeats, min_seconds, limits) -> None:
         for row in plan.rows:
             if row.status == "skipped":
                 continue
-            kind = _KIND[row.backend]
-            if kind == "onnx" and row.precision == "fp16":
-                kind = "onnx-fp16"
+            kind = _kind(row.backend, row.precision)
             try:
                 engine = exports.file(kind)
                 row.size_mb = round(engine.stat().st_size / 2**20, 3)
@@ -437,11 +456,11 @@ def _gate(rows: list[Row], min_psnr: float | None) -> int:
 
 
 def _bench(ckpt, data, tile, batch, backends, device, threads, repeats, min_seconds,
-           json_path, min_psnr) -> int:
+           json_path, min_psnr, precisions=None) -> int:
     """Prepare, measure the machine's limits, run every row, print, save, gate."""
     from .core.machine import machine_info
 
-    plan = _prepare(ckpt, data, tile, batch, backends, device, threads)
+    plan = _prepare(ckpt, data, tile, batch, backends, device, threads, precisions)
     click.echo(f"srbench: {plan.gen} ({plan.info.preset} x{plan.info.scale}), eval on "
                f"{plan.source}, tile {tile}, batch {batch}, device {plan.device}", err=True)
     machine = machine_info()

@@ -35,6 +35,12 @@ def test_table_json_and_gate(generator_file: Path, tmp_path: Path) -> None:
     assert rows[("onnxruntime", "fp32")]["parity_db"] == "inf" or \
         rows[("onnxruntime", "fp32")]["parity_db"] >= 60
     assert rows[("tensorrt", "fp16")]["status"] == "skipped"  # no GPU / TensorRT here
+    int8 = rows[("onnxruntime", "int8")]  # quantized on <data>/T91/HR for the row
+    if (data_root() / "T91" / "HR").is_dir():
+        assert int8["status"] == "ok" and int8["parity_db"] >= 40, int8
+        assert int8["pct_of_peak"] is None  # no int8 limit is measured
+    else:
+        assert int8["status"] == "failed" and "--calibration" in int8["reason"]
     # --min-psnr as a CI gate: an impossible floor fails the run.
     r = CliRunner().invoke(bench_cmd, [str(generator_file), "--backends", "torch", "--tile",
                                        "32", "--repeats", "1", "--min-seconds", "0",
@@ -42,3 +48,13 @@ def test_table_json_and_gate(generator_file: Path, tmp_path: Path) -> None:
     assert r.exit_code == 1
     r = CliRunner().invoke(bench_cmd, [str(generator_file), "--backends", "nope"])
     assert r.exit_code == 2
+    r = CliRunner().invoke(bench_cmd, [str(generator_file), "--precisions", "fp8"])
+    assert r.exit_code == 2 and "unknown precisions" in r.output
+
+
+def test_precisions_filter_plans_only_those_rows() -> None:
+    from srgan_runtime.bench import plan_rows
+
+    rows = plan_rows("cpu", None, {"int8"})
+    assert {(r.backend, r.precision) for r in rows} == {("onnxruntime", "int8"),
+                                                        ("openvino", "int8")}
