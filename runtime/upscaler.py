@@ -123,9 +123,13 @@ class Upscaler:
         self.max_memory = max_memory
         self._footprint = None
         if cpu and fixed is None and max_memory != 0 and (opened_here or max_memory):
-            from .memory import footprint
+            from .memory import current_rss, footprint
 
             self._footprint = footprint(self.backend, cache)
+            # The process before any tile ran (the footprint is measured in another process):
+            # later, the resident size also holds what the backend keeps for reuse.
+            self._rss_start = current_rss() or 0
+            self._held_side = 0  # the largest tile planned so far: what the backend may keep
             if self._footprint is None and max_memory:
                 log.warning("cannot measure memory on this system: --max-memory not applied")
         self.alpha = alpha
@@ -278,24 +282,26 @@ class Upscaler:
         requested = self.tile or max(width, height)
         px = (2 if bits == 16 else 1) * 4
         picture = width * height * (self.scale**2 + 1) * px  # output canvas and input
-        rss = current_rss() or 0
+        held = fp.bytes(self._held_side, self.batch) if self._held_side else 0.0
+        rss = max(self._rss_start, (current_rss() or 0) - held)
         if self.max_memory is None:
             budget = ACTIVATION_BUDGET
-        elif self.max_memory == "auto":
-            budget = tile_budget(rss, HEADROOM)
-        else:
+        elif self.max_memory == "auto":  # the promise is per picture: the process as started
+            budget = tile_budget(self._rss_start, HEADROOM)
+        else:  # the whole process: earlier pictures still being written count too
             budget = tile_budget(rss + picture, float(self.max_memory))
         side = fp.largest_side(budget, self.batch) // 8 * 8
-        if side >= requested:
-            return self.tile, None
         smallest = 2 * self.overlap + 16
-        if side >= smallest:
-            return side, None
-        if isinstance(self.max_memory, int):
-            return 0, (f"needs more than --max-memory {_mib(self.max_memory)} MiB: "
-                       f"{_mib(rss)} MiB in use, {_mib(picture)} MiB for the picture, "
-                       f"{_mib(fp.bytes(smallest, self.batch))} MiB for the smallest tile")
-        return smallest, None
+        if side >= requested:
+            side = self.tile
+        elif side < smallest:
+            if isinstance(self.max_memory, int):
+                return 0, (f"needs more than --max-memory {_mib(self.max_memory)} MiB: "
+                           f"{_mib(rss)} MiB in use, {_mib(picture)} MiB for the picture, "
+                           f"{_mib(fp.bytes(smallest, self.batch))} MiB for the smallest tile")
+            side = smallest
+        self._held_side = max(self._held_side, side or requested)
+        return side, None
 
     # --- internals ----------------------------------------------------------------------------
     def _start(self, key: Any, pic: Picture) -> _Job:
