@@ -286,8 +286,8 @@ class Upscaler:
         rss = max(self._rss_start, (current_rss() or 0) - held)
         if self.max_memory is None:
             budget = ACTIVATION_BUDGET
-        elif self.max_memory == "auto":  # the promise is per picture: the process as started
-            budget = tile_budget(self._rss_start, HEADROOM)
+        elif self.max_memory == "auto":  # per picture: the process as started, its input
+            budget = tile_budget(self._rss_start + width * height * px, HEADROOM)
         else:  # the whole process: earlier pictures still being written count too
             budget = tile_budget(rss + picture, float(self.max_memory))
         side = fp.largest_side(budget, self.batch) // 8 * 8
