@@ -291,6 +291,10 @@ class Upscaler:
         else:  # the whole process: earlier pictures still being written count too
             budget = tile_budget(rss + picture, float(self.max_memory))
         side = fp.largest_side(budget, self.batch) // 8 * 8
+        while side < requested and self.batch > 1:  # fewer tiles a call before smaller tiles
+            self.batch //= 2
+            log.info("batch %d to stay within the memory budget", self.batch)
+            side = fp.largest_side(budget, self.batch) // 8 * 8
         smallest = 2 * self.overlap + 16
         if side >= requested:
             side = self.tile

@@ -89,6 +89,10 @@ def test_budget_chooses_the_tile_and_refuses_what_cannot_fit() -> None:
     side, problem = hopeless.memory_tile(2048, 2048)
     assert side == 0 and "needs more than --max-memory" in problem
     assert hopeless.size_problem(2048, 2048) == problem
+    batched = Upscaler("default", device="cpu", batch=4,
+                       max_memory=int(rss + canvas + 700 * 2**20))
+    side, problem = batched.memory_tile(2048, 2048)
+    assert problem is None and batched.batch < 4  # the batch gives way before the tile
     off = Upscaler("default", device="cpu", max_memory=0)
     assert off.memory_tile(4096, 4096) == (256, None) and off.batch == 1
 
