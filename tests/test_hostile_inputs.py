@@ -643,14 +643,14 @@ def test_max_pixels_governs_above_pillows_own_limit(tmp_path: Path) -> None:
 
 def test_ctrl_c_in_srrun_writes_the_report_and_the_summary(tmp_path: Path) -> None:
     d = tmp_path / "in"
-    for i in range(40):
-        save_rgb(d / f"{i:02d}.png", 96, 96, seed=i)
+    for i in range(120):  # enough that the job cannot end before the signal lands
+        save_rgb(d / f"{i:03d}.png", 96, 96, seed=i)
     out, report = tmp_path / "out", tmp_path / "run.json"
     proc = subprocess.Popen([*SRRUN, "upscale", str(d), "-o", str(out), "--engine", "default",
                              "--tile", "128", "--batch", "1", "--report", str(report),
                              "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     while time.time() < deadline and not (out.is_dir() and any(out.glob("*.png"))):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
