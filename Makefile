@@ -8,6 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= test,torch,onnx,openvino
+SPANDREL_SPEC ?= spandrel==0.4.2
 # The runtime-only environment: no torch, proves that srrun deploys without it.
 RT_VENV ?= .venv-runtime
 RT_EXTRAS ?= onnx,openvino
@@ -22,6 +23,10 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install "$(TORCH_SPEC)"
 	$(BIN)/pip install -e ".[$(EXTRAS)]"
+	# spandrel (other projects' checkpoints) without its torchvision requirement: PyPI's
+	# torchvision would replace the CPU torch with a CUDA build of several GB, and the toolkit
+	# never calls it (srgan_runtime.core.foreign stands in for its two imports).
+	$(BIN)/pip install --no-deps "$(SPANDREL_SPEC)" && $(BIN)/pip install "einops>=0.7"
 	touch $@
 
 install: $(VENV)/.installed

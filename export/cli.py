@@ -20,9 +20,9 @@ def cli() -> None:
 
 
 def _resolve_generator(path: Path) -> Path:
-    from srgan_runtime.core.modelinfo import resolve_generator
+    from srgan_runtime.core.modelinfo import resolve_weights
 
-    return resolve_generator(path)
+    return resolve_weights(path)
 
 
 def _print_report(report, as_json: bool) -> None:
@@ -38,7 +38,8 @@ def _print_report(report, as_json: bool) -> None:
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
               help="ONNX file to write.")
 @click.option("--fp16", is_flag=True,
-              help="FP16 body with FP32 inputs/outputs (bicubic skip and final add stay FP32).")
+              help="FP16 body with FP32 inputs/outputs (bicubic skip and final add stay FP32); "
+                   "refused for architectures that do not compute in fp16.")
 @click.option("--int8", is_flag=True,
               help="INT8 by post-training quantization (QDQ: runs in OpenVINO and ONNX Runtime "
                    "on the CPU); the input convolutions, the bicubic skip and the final add "
@@ -62,7 +63,8 @@ def _print_report(report, as_json: bool) -> None:
 def onnx(ckpt: Path, out: Path, fp16: bool, int8: bool, calibration: Path | None,
          calibration_count: int, opset: int, static: str | None, no_verify: bool,
          no_radius: bool, data_dir: Path | None, overwrite: bool, as_json: bool) -> None:
-    """Export a generator file (or run folder) to ONNX, verified against PyTorch."""
+    """Export a generator file (or run folder), or another project's checkpoint (.pth, .pt,
+    .ckpt, .safetensors: ESRGAN, SwinIR, ...), to ONNX, verified against PyTorch."""
     from .onnx_export import OnnxExportOptions, ParityError, export_onnx, parse_static
 
     if calibration is not None and not int8:

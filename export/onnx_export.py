@@ -49,15 +49,30 @@ class OnnxExportResult:
     kept_float: list[str] = field(default_factory=list)  # INT8: nodes left in float
 
 
-def _deploy_module(model, fp16: bool):
+def load_source(path: Path):
+    """The fp32 eval-mode network of a generator file or another project's checkpoint: the
+    module to export and the parity reference."""
+    if describe(path).format == "checkpoint":
+        from srgan_runtime.core.foreign import load_module
+
+        return load_module(Path(path))
+    from srgan_train.checkpoint import load_generator
+
+    return load_generator(Path(path)).model
+
+
+def _deploy_module(model, fp16: bool, info: ModelInfo | None = None):
     """The module to trace: the generator with its tail moved before the last PixelShuffle
     (the same function, faster kernels: ``subpixel_tail``), or for fp16 a wrapper whose body
-    runs in half precision while the bicubic skip and the final add stay float32 (fp32 IO)."""
+    runs in half precision while the bicubic skip and the final add stay float32 (fp32 IO).
+    Another project's network is traced as it is (fp16: all of it in half, fp32 IO)."""
     import torch
     from torch import nn
 
     from srgan_train.archs import subpixel_tail
 
+    if info is not None and info.format == "checkpoint":
+        return _foreign_module(copy.deepcopy(model).float().eval(), fp16)
     model = subpixel_tail(copy.deepcopy(model).float()).eval()
     if not fp16:
         return model
@@ -74,6 +89,38 @@ def _deploy_module(model, fp16: bool):
     return HalfBody(model).eval()
 
 
+def _foreign_module(model, fp16: bool):
+    if not fp16:
+        return model
+    import torch
+    from torch import nn
+
+    class HalfIO(nn.Module):
+        def __init__(self, m) -> None:
+            super().__init__()
+            self.m = m.half()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.m(x.half()).float()
+
+    return HalfIO(model).eval()
+
+
+def example_input(info: ModelInfo, static: tuple[int, int, int] | None):
+    """The tracing input: the static shape, or batch 2 and unequal sides (so that no dimension
+    specialises to a constant) of a size the architecture accepts."""
+    import torch
+
+    from srgan_runtime.tiling import required_size
+
+    if static:
+        b, h, w = static
+        return torch.rand(b, info.channels, h, w)
+    m = info.input_multiple
+    h, w = required_size(24, 24 + m if m > 1 else 32, info.min_input_size, m, info.square_only)
+    return torch.rand(2, info.channels, h, w)
+
+
 def parse_static(text: str | None) -> tuple[int, int, int] | None:
     """``"B,H,W"`` (or ``BxHxW``) to a tuple; None passes through."""
     if not text:
@@ -84,14 +131,30 @@ def parse_static(text: str | None) -> tuple[int, int, int] | None:
     return b, h, w
 
 
-def _trace(module, example, opset: int, static: bool, path: Path) -> None:
-    import torch
+def _dynamic_shapes(info: ModelInfo | None) -> tuple:
+    """Dynamic batch and sides; an architecture that needs multiples of a window gets sides
+    that are multiples of it (the runtime pads to them), at least its minimum."""
     from torch.export import Dim
+
+    m = info.input_multiple if info is not None else 1
+    low = info.min_input_size if info is not None else 1
+    sides = {}
+    for axis, name in ((2, "height"), (3, "width")):
+        if m > 1:
+            sides[axis] = Dim(f"{name}_blocks", min=max(1, -(-low // m)), max=65536 // m) * m
+        else:
+            sides[axis] = Dim(name, min=max(1, low), max=65536)
+    # Positional, so that it matches whatever the network's forward calls its input.
+    return ({0: Dim("batch", min=1, max=4096), **sides},)
+
+
+def _trace(module, example, opset: int, static: bool, path: Path,
+           info: ModelInfo | None = None) -> None:
+    import torch
 
     dynamic = None
     if not static:
-        dynamic = {"x": {0: Dim("batch", min=1, max=4096), 2: Dim("height", min=1, max=65536),
-                         3: Dim("width", min=1, max=65536)}}
+        dynamic = _dynamic_shapes(info)
     # The exporter prints progress to stdout and warns about unrelated optional packages; keep
     # that out of the user's terminal unless it fails.
     buf = io.StringIO()
@@ -175,7 +238,7 @@ def verify_onnx(
     log.info("verifying %s against PyTorch on %s", name or onnx_path.name, source)
     gate = Gate.for_precision(info.precision)
     return run_parity(f"ONNX Runtime CPU {info.precision} vs PyTorch fp32", gate, cases,
-                      torch_reference(generator), candidate)
+                      torch_reference(generator, info=info), candidate)
 
 
 def _effective_radius(generator_path: Path) -> int | None:
@@ -184,6 +247,18 @@ def _effective_radius(generator_path: Path) -> int | None:
     from srgan_runtime.radius import effective_radius
 
     return effective_radius(open_backend(generator_path, "torch", "cpu", "fp32"))
+
+
+def _check_static(info: ModelInfo, static: tuple[int, int, int]) -> None:
+    """A fixed tile must be one the architecture accepts (the runtime pads images to it)."""
+    from srgan_runtime.tiling import required_size
+
+    _, h, w = static
+    if required_size(h, w, info.min_input_size, info.input_multiple, info.square_only) != (h, w):
+        need = required_size(h, w, info.min_input_size, info.input_multiple, info.square_only)
+        raise UserError(f"--static {h}x{w}: {info.arch} needs sides of at least "
+                        f"{info.min_input_size}, multiples of {info.input_multiple}"
+                        f"{', square' if info.square_only else ''} (e.g. {need[0]}x{need[1]})")
 
 
 def check_output_path(out: Path, overwrite: bool) -> None:
@@ -196,11 +271,10 @@ def check_output_path(out: Path, overwrite: bool) -> None:
 def export_onnx(generator_path: Path, out: Path, options: OnnxExportOptions | None = None,
                 ) -> OnnxExportResult:
     """Export a generator file to ``out``. With ``verify`` (default), the file lands only if it
-    passes the parity gate; otherwise nothing is left at ``out``."""
-    import torch
-
-    from srgan_runtime.core.files import atomic_write, file_sha256
-    from srgan_train.checkpoint import load_generator
+    passes the parity gate; otherwise nothing is left at ``out``. Another project's
+    network whose graph cannot keep dynamic shapes is exported with a fixed tile instead."""
+    from srgan_runtime.core.files import file_sha256
+    from srgan_runtime.tiling import required_size
 
     opts = options or OnnxExportOptions()
     if opts.opset not in SUPPORTED_OPSETS:
@@ -210,36 +284,62 @@ def export_onnx(generator_path: Path, out: Path, options: OnnxExportOptions | No
     out = Path(out)
     check_output_path(out, opts.overwrite)
     calibration = _calibration(generator_path, opts) if opts.int8 else None
-    gf = load_generator(Path(generator_path))
+    source = describe(generator_path)
+    if opts.fp16 and not source.fp16_ok:
+        raise UserError(f"{generator_path}: {source.arch} does not compute correctly in fp16 "
+                        "(spandrel marks it unsupported): export fp32 (bf16 runs it in OpenVINO)")
+    if opts.static:
+        _check_static(source, opts.static)
+    network = load_source(Path(generator_path))
     # The source's description, with what the export changes: the ONNX file says the same.
-    info = replace(
-        describe(generator_path), format="onnx", path="", extra={},
-        effective_radius=_effective_radius(generator_path) if opts.measure_radius
-        and not opts.static else None,
+    base = replace(
+        source, format="onnx", path="", extra={},
+        effective_radius=_effective_radius(generator_path) if opts.measure_radius else None,
         precision="fp16" if opts.fp16 else "int8" if opts.int8 else "fp32",
         input_name=INPUT_NAME, output_name=OUTPUT_NAME,
-        static_shape=",".join(map(str, opts.static)) if opts.static else "",
         source_sha256=file_sha256(Path(generator_path)), toolkit_version=__version__,
         opset=opts.opset,
     )
-    module = _deploy_module(gf.model, opts.fp16)
-    if opts.static:
-        b, h, w = opts.static
-        example = torch.rand(b, info.channels, h, w)
-    else:
-        # Batch 2 and unequal sides so that no dimension specialises to a constant.
-        example = torch.rand(2, info.channels, 24, 32)
+    module = _deploy_module(network, opts.fp16, source)
+    try:
+        return _export_verified(module, network, base, opts, calibration, out)
+    except (ParityError, UserError) as exc:
+        if source.format != "checkpoint" or opts.static or not opts.verify:
+            raise
+        # Some networks branch on their input's size in Python (SwinIR's attention mask),
+        # which a traced graph freezes: such a model gets a fixed tile instead.
+        tile = required_size(FOREIGN_STATIC_TILE, FOREIGN_STATIC_TILE, source.min_input_size,
+                             source.input_multiple, source.square_only)
+        log.warning("%s: the dynamic-shape export of this %s failed (%s); exporting a fixed "
+                    "1x%dx%d tile instead (--static B,H,W to choose)", Path(generator_path).name,
+                    source.arch, first_line(exc), *tile)
+        opts = replace(opts, static=(1, *tile))
+        return _export_verified(module, network, base, opts, calibration, out)
+
+
+# The fixed tile of a foreign model whose graph cannot have dynamic shapes (the runtime's
+# default tile).
+FOREIGN_STATIC_TILE = 256
+
+
+def _export_verified(module, network, base: ModelInfo, opts: OnnxExportOptions,
+                     calibration: list | None, out: Path) -> OnnxExportResult:
+    """Trace (and quantize), finalise, verify; the file lands at ``out`` only if it passes."""
+    from srgan_runtime.core.files import atomic_write
+
+    info = replace(base, static_shape=",".join(map(str, opts.static)) if opts.static else "")
+    example = example_input(info, opts.static)
     result: dict = {}
 
     def write(tmp: Path) -> None:
         if calibration is None:
-            _trace(module, example, opts.opset, opts.static is not None, tmp)
+            _trace(module, example, opts.opset, opts.static is not None, tmp, info)
             result["ops"] = _finalise(tmp, info)
         else:
             result["kept_float"] = _quantized(module, example, opts, info, calibration, tmp)
             result["ops"] = _finalise(tmp, info, relabel=False)
         if opts.verify:
-            report = verify_onnx(tmp, gf.model, info, opts.data_dir, name=out.name)
+            report = verify_onnx(tmp, network, info, opts.data_dir, name=out.name)
             result["parity"] = report
             if not report.passed:
                 raise _GateFailed(report)
@@ -248,6 +348,10 @@ def export_onnx(generator_path: Path, out: Path, options: OnnxExportOptions | No
         atomic_write(out, write)
     except _GateFailed as exc:
         raise ParityError(exc.report) from None
+    except Exception as exc:
+        if isinstance(exc, UserError):
+            raise
+        raise UserError(f"the exported graph does not run ({first_line(exc)})") from exc
     return OnnxExportResult(out, replace(info, path=str(out)), result.get("parity"),
                             result.get("ops", {}), result.get("kept_float", []))
 
@@ -279,7 +383,7 @@ def _quantized(module, example, opts: OnnxExportOptions, info: ModelInfo, batche
 
     fp32 = out.with_name(out.name + ".fp32.onnx")
     try:
-        _trace(module, example, opts.opset, opts.static is not None, fp32)
+        _trace(module, example, opts.opset, opts.static is not None, fp32, info)
         _finalise(fp32, replace(info, precision="fp32"))
         return quantize_int8(fp32, out, batches)
     finally:
@@ -303,10 +407,9 @@ class ParityError(UserError):
 def verify_file(onnx_path: Path, generator_path: Path, scale: int | None = None,
                 data_dir: Path | None = None) -> ParityReport:
     """``srexport verify``: check an existing ONNX file against a generator file."""
-    from srgan_train.checkpoint import load_generator
-
-    gf = load_generator(Path(generator_path))
+    source = describe(Path(generator_path))
     info = describe(Path(onnx_path), scale)
-    if info.scale != gf.scale:
-        raise UserError(f"{onnx_path}: model is x{info.scale}, {generator_path} is x{gf.scale}")
-    return verify_onnx(Path(onnx_path), gf.model, info, data_dir)
+    if info.scale != source.scale:
+        raise UserError(f"{onnx_path}: model is x{info.scale}, {generator_path} is "
+                        f"x{source.scale}")
+    return verify_onnx(Path(onnx_path), load_source(Path(generator_path)), info, data_dir)

@@ -18,6 +18,7 @@ import numpy as np
 
 from srgan_runtime.core.imageio import to_nchw
 from srgan_runtime.core.metrics import psnr, ssim, to_uint8
+from srgan_runtime.core.modelinfo import ModelInfo
 
 
 @dataclass(frozen=True)
@@ -232,14 +233,26 @@ def fit_to_profile(cases: list[tuple[str, np.ndarray]], lo: tuple[int, ...],
     return out
 
 
-def torch_reference(model, device: str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
-    """The PyTorch fp32 generator as a numpy function (the parity reference)."""
+def torch_reference(model, device: str = "cpu", info: ModelInfo | None = None
+                    ) -> Callable[[np.ndarray], np.ndarray]:
+    """The PyTorch fp32 network as a numpy function (the parity reference); with ``info``,
+    inputs are fitted to the architecture as every backend fits them (size requirements,
+    grey models plane by plane)."""
     import torch
+
+    from srgan_runtime.tiling import fit_batch, unfit_output
 
     model = model.float().eval().to(device)
 
     def run(x: np.ndarray) -> np.ndarray:
+        shape = None
+        if info is not None:
+            x, shape = fit_batch(x, info.channels, info.min_input_size, info.input_multiple,
+                                 info.square_only)
         with torch.inference_mode():
-            return model(torch.from_numpy(x).to(device)).float().cpu().numpy().astype(np.float64)
+            y = model(torch.from_numpy(np.ascontiguousarray(x)).to(device)).float().cpu().numpy()
+        if shape is not None:
+            y = unfit_output(y, shape, info.scale)
+        return y.astype(np.float64)
 
     return run

@@ -337,12 +337,12 @@ def check_engine(engine: Path, onnx_path: Path, info: ModelInfo, env: TrtEnviron
 
     runner = TrtRunner(engine, env)
     if ckpt is not None:
-        from srgan_train.checkpoint import load_generator
+        from .onnx_export import load_source
 
-        gf = load_generator(ckpt)
-        if gf.scale != info.scale:
-            raise UserError(f"{ckpt} is x{gf.scale}, the engine is x{info.scale}")
-        reference, label = torch_reference(gf.model), "PyTorch fp32"
+        source = describe(ckpt)
+        if source.scale != info.scale:
+            raise UserError(f"{ckpt} is x{source.scale}, the engine is x{info.scale}")
+        reference, label = torch_reference(load_source(ckpt), info=source), "PyTorch fp32"
     else:
         from srgan_runtime.backends.onnxrt import OrtBackend
 

@@ -24,8 +24,10 @@ class Span:
     hi: int
 
 
-def plan_axis(length: int, tile: int, overlap: int) -> list[Span]:
-    """Split ``length`` pixels into same-size tiles whose cores cover it exactly once."""
+def plan_axis(length: int, tile: int, overlap: int, align: int = 1) -> list[Span]:
+    """Split ``length`` pixels into same-size tiles whose cores cover it exactly once. With
+    ``align``, every tile starts at a multiple of it (``length`` and ``tile`` must be
+    multiples too): window attention then partitions a tile as it partitions the image."""
     if length < 1:
         raise ValueError("length must be >= 1")
     if tile <= 0 or tile >= length:
@@ -33,10 +35,13 @@ def plan_axis(length: int, tile: int, overlap: int) -> list[Span]:
     if 2 * overlap >= tile:
         raise ValueError(f"overlap {overlap} leaves no core in a {tile}-pixel tile "
                          f"(need 2*overlap < tile)")
+    if align > 1 and (tile % align or length % align or tile - 2 * overlap < align):
+        raise ValueError(f"aligned tiling needs length and tile multiples of {align} and a "
+                         f"core of at least {align}")
     spans: list[Span] = []
     lo = 0
     while lo < length:
-        start = max(0, min(lo - overlap, length - tile))
+        start = max(0, min((lo - overlap) // align * align, length - tile))
         hi = length if start + tile >= length else start + tile - overlap
         spans.append(Span(start, tile, lo, hi))
         lo = hi
@@ -45,13 +50,14 @@ def plan_axis(length: int, tile: int, overlap: int) -> list[Span]:
     return spans
 
 
-def even_tile(length: int, tile: int, overlap: int) -> int:
-    """The smallest tile side <= ``tile`` that needs no more tiles than ``tile`` does, so that
-    no tile is mostly recomputed context (the last-tile shift-back wastes least)."""
+def even_tile(length: int, tile: int, overlap: int, align: int = 1) -> int:
+    """The smallest tile side <= ``tile`` (a multiple of ``align``) that needs no more tiles
+    than ``tile`` does, so that no tile is mostly recomputed context."""
     if tile <= 0 or tile >= length or 2 * overlap >= tile:
         return tile
     n = -(-(length - 2 * overlap) // (tile - 2 * overlap))
-    return min(tile, -(-(length - 2 * overlap) // n) + 2 * overlap)
+    even = -(-(length - 2 * overlap) // n) + 2 * overlap
+    return min(tile, -(-even // align) * align)
 
 
 @dataclass(frozen=True)
@@ -60,14 +66,15 @@ class Tile:
     x: Span
 
 
-def plan_tiles(height: int, width: int, tile: int, overlap: int, even: bool = False
-               ) -> list[Tile]:
+def plan_tiles(height: int, width: int, tile: int, overlap: int, even: bool = False,
+               align: int = 1) -> list[Tile]:
     """All tiles of an image, row by row, all of one shape. With ``even`` (backends with
-    dynamic shapes) the tile shrinks per axis to split the image evenly."""
-    th = even_tile(height, tile, overlap) if even else tile
-    tw = even_tile(width, tile, overlap) if even else tile
-    return [Tile(ys, xs) for ys in plan_axis(height, th, overlap)
-            for xs in plan_axis(width, tw, overlap)]
+    dynamic shapes) the tile shrinks per axis to split the image evenly; ``align``: see
+    :func:`plan_axis`."""
+    th = even_tile(height, tile, overlap, align) if even else tile
+    tw = even_tile(width, tile, overlap, align) if even else tile
+    return [Tile(ys, xs) for ys in plan_axis(height, th, overlap, align)
+            for xs in plan_axis(width, tw, overlap, align)]
 
 
 def pad_to(img: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -114,3 +121,38 @@ def seam_score(tiled: np.ndarray, whole: np.ndarray, tiles: list[Tile], scale: i
     if off.size == 0 or off.mean() == 0:
         return float("inf")
     return float(at.mean() / off.mean())
+
+
+def required_size(height: int, width: int, minimum: int = 1, multiple: int = 1,
+                  square: bool = False) -> tuple[int, int]:
+    """The smallest input size >= ``height`` x ``width`` that an architecture accepts: at least
+    ``minimum`` per side, a multiple of ``multiple`` (window attention), square where asked."""
+    h, w = max(height, minimum), max(width, minimum)
+    if square:
+        h = w = max(h, w)
+    return -(-h // multiple) * multiple, -(-w // multiple) * multiple
+
+
+def fit_batch(batch: np.ndarray, channels: int = 3, minimum: int = 1, multiple: int = 1,
+              square: bool = False) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """An NCHW RGB batch as a model takes it: a 1-channel model gets each colour plane as its
+    own item (so colour survives a grey model); sides padded at the bottom/right (reflect) to
+    :func:`required_size`. Returns the batch and ``(N, H, W)`` for :func:`unfit_output`."""
+    n, c, h, w = batch.shape
+    if channels == 1 and c != 1:
+        batch = batch.reshape(n * c, 1, h, w)
+    ph, pw = required_size(h, w, minimum, multiple, square)
+    if (ph, pw) != (h, w):
+        hwc = pad_to(batch.transpose(2, 3, 0, 1), ph, pw)  # H, W, N, C: pad_to's layout
+        batch = np.ascontiguousarray(hwc.transpose(2, 3, 0, 1))
+    return batch, (n, h, w)
+
+
+def unfit_output(y, shape: tuple[int, int, int], scale: int):
+    """Undo :func:`fit_batch` on a model's NCHW output (numpy array or torch tensor): crop the
+    padding's share and fold per-plane items back into RGB."""
+    n, h, w = shape
+    y = y[:, :, : h * scale, : w * scale]
+    if y.shape[0] != n:
+        y = y.reshape(n, y.shape[0] // n * y.shape[1], h * scale, w * scale)
+    return y

@@ -151,6 +151,8 @@ class Upscaler:
             return measured
         if theoretical is not None:
             return theoretical
+        if not tile:
+            return UNKNOWN_RADIUS_OVERLAP  # whole images; used only if memory forces tiles
         log.warning("the model's receptive radius is unknown: tiles overlap by %d pixels (set "
                     "--overlap, or --tile 0 for whole images)", UNKNOWN_RADIUS_OVERLAP)
         return UNKNOWN_RADIUS_OVERLAP
@@ -330,8 +332,15 @@ class Upscaler:
         if fixed is not None:
             # Static engines see exactly tile x tile: pad small images (reflect), crop back.
             planes = [pad_to(p, max(p.shape[0], tile), max(p.shape[1], tile)) for p in planes]
+        m = self.backend.info.input_multiple
+        if m > 1:
+            # Window attention: pad the image as the network would, and start every tile on
+            # the image's window grid, so that tiles partition windows as the whole image does.
+            planes = [pad_to(p, -(-p.shape[0] // m) * m, -(-p.shape[1] // m) * m)
+                      for p in planes]
+            tile = _aligned_tile(tile, self.overlap, m)
         h, w = planes[0].shape[:2]
-        tiles = plan_tiles(h, w, tile, self.overlap, even=fixed is None)
+        tiles = plan_tiles(h, w, tile, self.overlap, even=fixed is None, align=m)
         s = self.scale
         canvases = [np.empty((h * s, w * s, 3), dtype=pic.colour.dtype) for _ in planes]
         return _Job(key, pic, planes, canvases, tiles, tile, len(tiles) * len(planes),
@@ -472,6 +481,15 @@ class Upscaler:
         if (ow, oh) != (w, h):
             out = _resize_picture(out, ow, oh)
         return out
+
+
+def _aligned_tile(tile: int, overlap: int, multiple: int) -> int:
+    """``tile`` rounded down to a multiple of the window, keeping a core of a window or
+    more (0, the whole image, stays 0)."""
+    if not tile:
+        return 0
+    need = -(-(2 * overlap + multiple) // multiple) * multiple
+    return max(tile // multiple * multiple, need)
 
 
 def _drop_failed(queue: list) -> list:

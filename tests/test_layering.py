@@ -64,7 +64,9 @@ def _top(mod: str) -> str:
 @pytest.mark.parametrize("name", sorted(m for m in MODULES if m.startswith("srgan_runtime.core")))
 def test_base_imports_nothing_above_it(name: str) -> None:
     above = ("srgan_train", "srgan_export")
-    if name != "srgan_runtime.core.machine":  # asks torch for the GPU where torch is installed
+    # machine asks torch for the GPU where torch is installed; foreign reads other projects'
+    # checkpoints, which need torch by nature (imported only when such a file is opened).
+    if name not in ("srgan_runtime.core.machine", "srgan_runtime.core.foreign"):
         above += ("torch",)
     bad = {m for m in _imports(name, MODULES[name])
            if _top(m) in above

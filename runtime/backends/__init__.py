@@ -39,7 +39,7 @@ def available_backends() -> list[str]:
 def _default_device(info: ModelInfo) -> str:
     if info.format == "tensorrt":
         return "cuda"
-    if info.format == "generator" and installed("torch"):
+    if info.torch_weights and installed("torch"):
         from ..core.machine import may_have_cuda
 
         if not may_have_cuda():
@@ -54,7 +54,7 @@ def _choose_backend(info: ModelInfo, device: str) -> str:
     """``auto``: PyTorch for a generator file; for an ONNX file OpenVINO on the CPU where
     installed (measured faster than ONNX Runtime on the CPU, engines.md 0b), else ONNX Runtime;
     TensorRT for a plan."""
-    if info.format == "generator":
+    if info.torch_weights:
         return "torch"
     if info.format == "tensorrt":
         return "tensorrt"
@@ -136,13 +136,14 @@ def open_backend(engine: str | Path, backend: str = "auto", device: str = "auto"
     if backend != "auto" and backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r} (auto, {', '.join(BACKENDS)})")
     info = _onnx_instead(describe(engine, scale), backend, precision)
-    if info.channels != 3:
-        raise UserError(f"{info.path}: model takes {info.channels} channels; srrun feeds RGB")
+    if (info.channels, info.out_channels) not in ((3, 3), (1, 1)):
+        raise UserError(f"{info.path}: model maps {info.channels} to {info.out_channels} "
+                        "channels; srrun runs RGB (3 to 3) and grey (1 to 1) models")
     if device == "auto":
         device = _default_device(info)
     choice = ""
     if backend == "auto":
-        if info.format == "generator" and device == "cpu" and installed("openvino"):
+        if info.torch_weights and device == "cpu" and installed("openvino"):
             onnx_info = _generator_on_openvino(info, cache)
             if onnx_info is not None:
                 info = onnx_info
@@ -155,13 +156,23 @@ def open_backend(engine: str | Path, backend: str = "auto", device: str = "auto"
             choice += "precision auto: the file's"
         else:
             precision, why = auto_precision(backend, device, kind)
+            if _arch_problem(info, precision):
+                precision, why = "fp32", f"{why}, but {info.arch} has no {precision}"
             choice += f"precision auto: {why}"
-    problem = support_problem(backend, device, precision, kind)
+    problem = support_problem(backend, device, precision, kind) or _arch_problem(info, precision)
     if problem:
         raise UserError(f"{info.path}: {problem}")
     opened = _construct(info, backend, device, precision, threads)
     opened.choice = choice
     return opened
+
+
+def _arch_problem(info: ModelInfo, precision: str) -> str | None:
+    """A precision the architecture itself cannot compute in (spandrel's flags)."""
+    if precision in ("fp16", "bf16") and precision not in info.precisions:
+        return (f"{info.arch} does not compute correctly in {precision} (spandrel marks it "
+                f"unsupported): use {' or '.join(info.precisions)}")
+    return None
 
 
 def _construct(info: ModelInfo, backend: str, device: str, precision: str,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.modelinfo import ModelInfo
+from ..tiling import fit_batch, unfit_output
 
 
 @dataclass(frozen=True)
@@ -66,15 +67,25 @@ class Backend:
     def _run(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def fit(self, batch: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
+        """An RGB batch as the model takes it (:func:`srgan_runtime.tiling.fit_batch`: size
+        requirements padded, a grey model fed plane by plane)."""
+        i = self.info
+        return fit_batch(batch, i.channels, i.min_input_size, i.input_multiple, i.square_only)
+
+    def _fitted_run(self, batch: np.ndarray) -> np.ndarray:
+        fitted, shape = self.fit(batch)
+        return unfit_output(self._run(fitted), shape, self.scale)
+
     def run(self, batch: np.ndarray, bits: int = 8) -> Output:
-        """Upscale a float32 NCHW batch; thread-safe (calls are serialised per backend)."""
+        """Upscale a float32 NCHW RGB batch; thread-safe (calls are serialised per backend)."""
         with self._lock:
-            return quantize(self._run(batch), bits)
+            return quantize(self._fitted_run(batch), bits)
 
     def run_float(self, batch: np.ndarray) -> np.ndarray:
         """Raw float NCHW output (for parity checks)."""
         with self._lock:
-            return np.asarray(self._run(batch), dtype=np.float32)
+            return np.asarray(self._fitted_run(batch), dtype=np.float32)
 
     def fp32_fallback(self) -> Backend | None:
         """The same model in fp32, to recompute tiles that came out NaN/Inf."""

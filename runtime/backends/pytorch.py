@@ -10,6 +10,7 @@ import numpy as np
 
 from ..core.errors import UserError
 from ..core.modelinfo import ModelInfo
+from ..tiling import unfit_output
 from .base import Backend, Output
 
 
@@ -37,17 +38,12 @@ class TorchBackend(Backend):
                  threads: int = 0, channels_last: bool = True) -> None:
         import torch
 
-        from srgan_train.archs import subpixel_tail
-        from srgan_train.checkpoint import load_generator
-
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise UserError("--device cuda: torch sees no CUDA GPU")
         if threads > 0:
             torch.set_num_threads(threads)
-        gf = load_generator(Path(info.path), device=device)
         super().__init__(info, precision, device)
-        # The same function with the tail before the last PixelShuffle: wider, faster kernels.
-        self.model = subpixel_tail(gf.model).eval()
+        self.model = load_network(info, device)
         self.channels_last = channels_last
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -56,17 +52,20 @@ class TorchBackend(Backend):
 
     def _forward(self, batch: np.ndarray):
         torch = self._torch
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        fitted, shape = self.fit(batch)
+        x = torch.from_numpy(np.ascontiguousarray(fitted, dtype=np.float32)).to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             if self._dtype is None:
-                return self.model(x)
-            dev = "cuda" if self.device.startswith("cuda") else "cpu"
-            with torch.autocast(dev, dtype=self._dtype):
-                return self.model(x).float()
+                y = self.model(x)
+            else:
+                dev = "cuda" if self.device.startswith("cuda") else "cpu"
+                with torch.autocast(dev, dtype=self._dtype):
+                    y = self.model(x).float()
+            return unfit_output(y, shape, self.scale)
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _fitted_run(self, batch: np.ndarray) -> np.ndarray:
         return self._forward(batch).float().cpu().numpy()
 
     def run(self, batch: np.ndarray, bits: int = 8) -> Output:
@@ -77,3 +76,16 @@ class TorchBackend(Backend):
         if self.precision == "fp32":
             return None
         return TorchBackend(self.info, self.device, "fp32", channels_last=self.channels_last)
+
+
+def load_network(info: ModelInfo, device: str = "cpu"):
+    """The eval-mode network of a generator file (its tail moved before the last PixelShuffle:
+    the same function, wider and faster kernels) or of another project's checkpoint."""
+    if info.format == "checkpoint":
+        from ..core.foreign import load_module
+
+        return load_module(Path(info.path), device)
+    from srgan_train.archs import subpixel_tail
+    from srgan_train.checkpoint import load_generator
+
+    return subpixel_tail(load_generator(Path(info.path), device=device).model).eval()

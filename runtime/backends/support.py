@@ -18,7 +18,7 @@ INT8_HOW = "export an INT8 ONNX with 'srexport onnx --int8 --calibration DIR'"
 
 # The file each backend needs, and how to make one.
 _NEEDS = {
-    "torch": ("generator", "use the generator (.safetensors) file"),
+    "torch": ("generator", "use the generator (.safetensors) file or checkpoint"),
     "onnxruntime": ("onnx", "export one with 'srexport onnx'"),
     "openvino": ("onnx", "export one with 'srexport onnx'"),
     "tensorrt": ("tensorrt", "build one with 'srexport trt'"),
@@ -29,6 +29,8 @@ def model_kind(info: ModelInfo) -> str:
     """The table's model axis for a described model."""
     if info.format == "onnx" and info.precision in ("fp16", "int8"):
         return f"onnx-{info.precision}"
+    if info.format == "checkpoint":  # another project's weights run where a generator runs
+        return "generator"
     return info.format
 
 

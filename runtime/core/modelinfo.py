@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from .errors import UserError, first_line
+from .foreign import SUFFIXES as FOREIGN_SUFFIXES
 from .generator import (
     ARCH,
     generator_config,
@@ -21,10 +22,15 @@ from .generator import (
     read_safetensors_header,
     receptive_radius,
 )
+from .generator import (
+    FORMAT as GENERATOR_FORMAT,
+)
 from .manifest import ENGINE_SUFFIXES, read_manifest
 
 ONNX_FORMAT = "srgan-toolkit/onnx"
-FORMATS = ("generator", "onnx", "tensorrt")
+FORMATS = ("generator", "checkpoint", "onnx", "tensorrt")
+# Formats whose weights PyTorch runs (a checkpoint: another project's, read by spandrel).
+TORCH_FORMATS = ("generator", "checkpoint")
 # What a file stores its body in (inputs/outputs are float32 in every case).
 STORED_PRECISIONS = ("fp32", "fp16", "int8")
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -48,7 +54,7 @@ class ModelInfo:
     """
 
     scale: int
-    format: str = "onnx"  # generator | onnx | tensorrt
+    format: str = "onnx"  # generator | checkpoint | onnx | tensorrt
     arch: str = "unknown"
     preset: str = "unknown"
     channels: int = 3  # input channels
@@ -62,6 +68,9 @@ class ModelInfo:
     min_input_size: int = 1
     input_multiple: int = 1
     square_only: bool = False
+    # Whether the architecture computes correctly in half / bfloat16 (spandrel's flags).
+    fp16_ok: bool = True
+    bf16_ok: bool = True
     receptive_radius: int | None = None
     # The smallest tile context, measured, at which tiled output stays within the bound of
     # srgan_runtime.radius (>= 60 dB and at most 1 level from the whole-image output).
@@ -88,11 +97,19 @@ class ModelInfo:
     def precisions(self) -> tuple[str, ...]:
         """Precisions the model can be computed in (which backend offers each: the support
         table in :mod:`srgan_runtime.backends.support`)."""
-        if self.format == "generator":
-            return ("fp32", "fp16", "bf16")
+        ok = {"fp16": self.fp16_ok, "bf16": self.bf16_ok}
+        if self.format in TORCH_FORMATS:
+            return tuple(p for p in ("fp32", "fp16", "bf16") if ok.get(p, True))
         if self.format == "onnx":
-            return ("fp32", "bf16") if self.precision == "fp32" else (self.precision,)
+            if self.precision == "fp32":
+                return ("fp32", "bf16") if self.bf16_ok else ("fp32",)
+            return (self.precision,)
         return (self.precision,)
+
+    @property
+    def torch_weights(self) -> bool:
+        """A generator or foreign checkpoint: weights that PyTorch runs (and export reads)."""
+        return self.format in TORCH_FORMATS
 
     def summary(self) -> str:
         """One line for listings."""
@@ -256,15 +273,32 @@ def default_model(scale: int | None = None) -> Path:
 
 
 def model_format(path: Path) -> str:
-    """``generator``, ``onnx`` or ``tensorrt`` from a file name (a run folder is a generator)."""
+    """``generator``, ``checkpoint``, ``onnx`` or ``tensorrt`` from a file name (a run folder
+    is a generator; a ``.safetensors`` file without this toolkit's metadata is a checkpoint)."""
     p = Path(path)
-    if p.is_dir() or p.suffix == ".safetensors":
+    suffix = p.suffix.lower()
+    if p.is_dir():
         return "generator"
-    if p.suffix == ".onnx":
+    if suffix == ".safetensors":
+        return "generator" if _is_generator_file(p) else "checkpoint"
+    if suffix in FOREIGN_SUFFIXES:
+        return "checkpoint"
+    if suffix == ".onnx":
         return "onnx"
-    if p.suffix in ENGINE_SUFFIXES:
+    if suffix in ENGINE_SUFFIXES:
         return "tensorrt"
-    raise UserError(f"{path}: unknown model type (expected .safetensors, .onnx or .plan)")
+    raise UserError(f"{path}: unknown model type (expected .safetensors, .pth, .pt, .ckpt, "
+                    ".onnx or .plan)")
+
+
+def _is_generator_file(path: Path) -> bool:
+    """Whether a safetensors file says it is this toolkit's generator (a damaged one counts,
+    so that its own error is reported)."""
+    try:
+        meta = read_safetensors_header(path).get("__metadata__") or {}
+    except (OSError, ValueError):
+        return True
+    return isinstance(meta, dict) and meta.get("format") == GENERATOR_FORMAT
 
 
 # --- describe ----------------------------------------------------------------------------------
@@ -278,6 +312,10 @@ def describe(spec: str | Path, scale: int | None = None) -> ModelInfo:
     kind = model_format(path)
     if kind == "generator":
         info = _describe_generator(path)
+    elif kind == "checkpoint":
+        from .foreign import describe_checkpoint
+
+        info = ModelInfo(**describe_checkpoint(path)).validate(path)  # type: ignore[arg-type]
     elif kind == "onnx":
         info = _describe_onnx(path, scale)
     else:
@@ -380,10 +418,23 @@ def _describe_engine(path: Path) -> ModelInfo:
 
 
 def resolve_generator(spec: str | Path) -> Path:
-    """Like :func:`resolve_model`, for commands that need a generator file (training, export)."""
+    """Like :func:`resolve_model`, for commands that need this toolkit's generator file
+    (fine-tuning)."""
+    path = resolve_weights(spec)
+    if model_format(path) != "generator":
+        raise UserError(f"{spec}: another project's checkpoint; this needs a generator of this "
+                        "toolkit (.safetensors from 'srtrain fit', a run folder or a bundled name)")
+    return path
+
+
+def resolve_weights(spec: str | Path) -> Path:
+    """Like :func:`resolve_model`, for commands that need PyTorch weights (export, evaluation,
+    benchmarks): a generator file or another project's checkpoint."""
     path = resolve_model(spec)
-    if path.suffix != ".safetensors":
-        kind = {"onnx": "an ONNX file", "tensorrt": "a TensorRT plan"}[model_format(path)]
-        raise UserError(f"{spec}: {kind}; this needs a generator "
-                        "(.safetensors, a run folder or a bundled name)")
+    kind = model_format(path)
+    if kind not in TORCH_FORMATS:
+        what = {"onnx": "an ONNX file", "tensorrt": "a TensorRT plan"}[kind]
+        raise UserError(f"{spec}: {what}; this needs PyTorch weights (a generator .safetensors, "
+                        "a run folder, a bundled name, or a .pth/.pt/.ckpt/.safetensors "
+                        "checkpoint)")
     return path
