@@ -111,7 +111,7 @@ def example_input(info: ModelInfo, static: tuple[int, int, int] | None):
     specialises to a constant) of a size the architecture accepts."""
     import torch
 
-    from srgan_runtime.tiling import required_size
+    from srgan_runtime.core.fitting import required_size
 
     if static:
         b, h, w = static
@@ -251,7 +251,7 @@ def _effective_radius(generator_path: Path) -> int | None:
 
 def _check_static(info: ModelInfo, static: tuple[int, int, int]) -> None:
     """A fixed tile must be one the architecture accepts (the runtime pads images to it)."""
-    from srgan_runtime.tiling import required_size
+    from srgan_runtime.core.fitting import required_size
 
     _, h, w = static
     if required_size(h, w, info.min_input_size, info.input_multiple, info.square_only) != (h, w):
@@ -274,7 +274,7 @@ def export_onnx(generator_path: Path, out: Path, options: OnnxExportOptions | No
     passes the parity gate; otherwise nothing is left at ``out``. Another project's
     network whose graph cannot keep dynamic shapes is exported with a fixed tile instead."""
     from srgan_runtime.core.files import file_sha256
-    from srgan_runtime.tiling import required_size
+    from srgan_runtime.core.fitting import required_size
 
     opts = options or OnnxExportOptions()
     if opts.opset not in SUPPORTED_OPSETS:

@@ -240,7 +240,7 @@ def torch_reference(model, device: str = "cpu", info: ModelInfo | None = None
     grey models plane by plane)."""
     import torch
 
-    from srgan_runtime.tiling import fit_batch, unfit_output
+    from srgan_runtime.core.fitting import fit_batch, unfit_output
 
     model = model.float().eval().to(device)
 

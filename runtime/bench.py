@@ -303,6 +303,7 @@ class _Plan:
     pairs: list
     source: str
     rows: list[Row]
+    macs: float = 0.0  # per LR pixel, counted
 
 
 def plan_rows(device: str, wanted: set[str] | None = None,
@@ -334,7 +335,7 @@ def plan_rows(device: str, wanted: set[str] | None = None,
 
 def _prepare(ckpt, data, tile, batch, backends, device, threads, precisions=None) -> _Plan:
     from .backends import BACKENDS, installed
-    from .core.modelinfo import default_model, describe, resolve_generator
+    from .core.modelinfo import default_model, describe, resolve_weights
     from .upscaler import check_settings
 
     if tile < 8 or batch < 1:
@@ -345,7 +346,7 @@ def _prepare(ckpt, data, tile, batch, backends, device, threads, precisions=None
                         "'srgan-toolkit[torch]'")
     import torch
 
-    gen = resolve_generator(ckpt) if ckpt else default_model()
+    gen = resolve_weights(ckpt) if ckpt else default_model()
     info = describe(gen)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -365,7 +366,7 @@ def _prepare(ckpt, data, tile, batch, backends, device, threads, precisions=None
     rows = plan_rows("cuda" if device.startswith("cuda") else "cpu", wanted, chosen)
     for row in rows:
         row.tile, row.batch = tile, batch
-    return _Plan(gen, info, device, pairs, source, rows)
+    return _Plan(gen, info, device, pairs, source, rows, counted_macs_per_lr_pixel(info))
 
 
 class _Exports:
@@ -402,12 +403,11 @@ class _Exports:
 
 def _run_rows(plan: _Plan, threads, repeats, min_seconds, limits) -> None:
     from .backends import open_backend
-    from .core.generator import generator_config, macs_per_lr_pixel, read_generator_metadata
     from .upscaler import Upscaler
 
     ref = Upscaler(backend=open_backend(plan.gen, "torch", "cpu", "fp32", threads), tile=0)
     reference_outputs = [ref.upscale(p.lr) for p in plan.pairs]
-    macs = macs_per_lr_pixel(generator_config(plan.gen, read_generator_metadata(plan.gen)))
+    macs = plan.macs
     with tempfile.TemporaryDirectory(prefix="srbench-") as tmp:
         exports = _Exports(plan.gen, Path(tmp))
         for row in plan.rows:
@@ -429,9 +429,8 @@ def _run_rows(plan: _Plan, threads, repeats, min_seconds, limits) -> None:
 
 def _write_json(path: Path, plan: _Plan, machine: dict, limits: dict, threads: int) -> None:
     from .core.files import atomic_write
-    from .core.generator import generator_config, macs_per_lr_pixel, read_generator_metadata
 
-    macs = macs_per_lr_pixel(generator_config(plan.gen, read_generator_metadata(plan.gen)))
+    macs = plan.macs
     row0 = plan.rows[0] if plan.rows else Row("", "")
     doc = {"machine": machine, "limits": limits,
            "settings": {"engine": str(plan.gen), "eval": plan.source, "tile": row0.tile,
@@ -441,6 +440,29 @@ def _write_json(path: Path, plan: _Plan, machine: dict, limits: dict, threads: i
            "rows": [_row_dict(r) for r in plan.rows]}
     text = json.dumps(doc, indent=2)
     atomic_write(path, lambda p: p.write_text(text))
+
+
+def counted_macs_per_lr_pixel(info: ModelInfo) -> float:
+    """Multiply-accumulates per LR pixel: this toolkit's generator counted layer by layer from
+    its config; another project's network counted by torch's FLOP counter (convolutions and
+    matrix products, attention included) on a 64-pixel input."""
+    from .core.generator import generator_config, macs_per_lr_pixel, read_generator_metadata
+
+    if info.format == "generator":
+        path = Path(info.path)
+        return macs_per_lr_pixel(generator_config(path, read_generator_metadata(path)))
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .backends.pytorch import load_network
+    from .core.fitting import fit_batch
+
+    x, _ = fit_batch(np.zeros((1, 3, 64, 64), np.float32), info.channels, info.min_input_size,
+                     info.input_multiple, info.square_only)
+    net = load_network(info, "cpu")
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        net(torch.from_numpy(x))
+    return counter.get_total_flops() / 2 / (64 * 64)
 
 
 def _gate(rows: list[Row], min_psnr: float | None) -> int:

@@ -18,8 +18,9 @@ from PIL import Image
 from srgan_runtime.core.errors import UserError
 
 from .backends import Backend, open_backend
+from .core.fitting import pad_to
 from .core.imageio import Picture, to_nchw
-from .tiling import Tile, extract, pad_to, paste, plan_tiles
+from .tiling import Tile, extract, paste, plan_tiles
 
 log = logging.getLogger(__name__)
 

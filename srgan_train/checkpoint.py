@@ -202,3 +202,33 @@ def _safe_reason(exc: BaseException) -> str:
     if "weights_only" in line:
         return "not a plain tensor checkpoint"
     return line
+
+
+def load_network(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Any]:
+    """The eval-mode network of a generator file or of another project's checkpoint, and its
+    :class:`~srgan_runtime.core.modelinfo.ModelInfo`. Another project's network is wrapped to
+    be fed as every backend feeds it (size requirements padded, a grey network plane by plane:
+    :mod:`srgan_runtime.core.fitting`), so it takes any RGB image."""
+    from srgan_runtime.core.modelinfo import describe
+
+    info = describe(path)
+    if info.format != "checkpoint":
+        return load_generator(Path(info.path), device=device).model, info
+    from srgan_runtime.core.foreign import load_module
+
+    return _Fitted(load_module(Path(info.path), str(device)), info).eval(), info
+
+
+class _Fitted(nn.Module):
+    def __init__(self, net: nn.Module, info: Any) -> None:
+        super().__init__()
+        self.net, self.info = net, info
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from srgan_runtime.core.fitting import fit_batch, unfit_output
+
+        i = self.info
+        fitted, shape = fit_batch(x.detach().cpu().numpy(), i.channels, i.min_input_size,
+                                  i.input_multiple, i.square_only)
+        y = self.net(torch.from_numpy(fitted).to(x.device))
+        return unfit_output(y, shape, i.scale)

@@ -198,10 +198,10 @@ def _fill_from_init(values: dict) -> dict:
 
 # --- eval ---------------------------------------------------------------------------------------
 
-def _resolve_generator_path(ckpt: Path) -> Path:
-    from srgan_runtime.core.modelinfo import resolve_generator
+def _resolve_weights(ckpt: Path) -> Path:
+    from srgan_runtime.core.modelinfo import resolve_weights
 
-    return resolve_generator(ckpt)
+    return resolve_weights(ckpt)
 
 
 @cli.command(name="eval")
@@ -218,7 +218,8 @@ def _resolve_generator_path(ckpt: Path) -> Path:
                    "model alone).")
 def eval_cmd(ckpt: Path | None, data: Path, scale: str | None, bicubic_only: bool,
              as_json: bool, device: str, self_ensemble: bool) -> None:
-    """PSNR/SSIM (Y, standard protocol) of a generator on a folder, beside bicubic."""
+    """PSNR/SSIM (Y, standard protocol) of a generator, or another project's checkpoint
+    (.pth, .pt, .ckpt, .safetensors), on a folder, beside bicubic."""
     from .evaluate import evaluate, format_table, load_eval_set
 
     upscale = None
@@ -232,17 +233,18 @@ def eval_cmd(ckpt: Path | None, data: Path, scale: str | None, bicubic_only: boo
     else:
         if ckpt is None:
             raise UserError("give a generator file (or run folder), or --bicubic-only")
-        from .checkpoint import load_generator
+        from .checkpoint import load_network
         from .evaluate import torch_upscaler
         from .train import pick_device
 
         dev = pick_device(device)
-        gf = load_generator(_resolve_generator_path(ckpt), device=dev)
-        if scale is not None and int(scale) != gf.scale:
-            raise UserError(f"{ckpt}: generator is x{gf.scale}, --scale is {scale}")
-        s = gf.scale
-        upscale = torch_upscaler(gf.model, dev, self_ensemble=self_ensemble)
-        label = gf.metadata.get("preset", "model") + ("+" if self_ensemble else "")
+        model, info = load_network(_resolve_weights(ckpt), device=dev)
+        if scale is not None and int(scale) != info.scale:
+            raise UserError(f"{ckpt}: model is x{info.scale}, --scale is {scale}")
+        s = info.scale
+        upscale = torch_upscaler(model, dev, self_ensemble=self_ensemble)
+        name = info.preset if info.format == "generator" else f"{info.arch} {info.preset}"
+        label = name + ("+" if self_ensemble else "")
     pairs, errors = load_eval_set(data, s)
     for e in errors:
         log.warning("skipping %s", e)
@@ -273,7 +275,7 @@ def compare(hr_image: Path, lr_image: Path | None, models: tuple[str, ...], box:
     from srgan_runtime.core.imageio import downscale, load_rgb, save_png, upscale_bicubic
     from srgan_runtime.core.metrics import modcrop
 
-    from .checkpoint import load_generator
+    from .checkpoint import load_network
     from .compare import Box, Panel, comparison_strip, score_label
     from .evaluate import torch_upscaler
     from .train import pick_device
@@ -283,9 +285,8 @@ def compare(hr_image: Path, lr_image: Path | None, models: tuple[str, ...], box:
         raise UserError("--zoom must be >= 1")
     check_output_file(out, "image", overwrite)
     dev = pick_device(device)
-    gens = [(name, load_generator(_resolve_generator_path(Path(name)), device=dev))
-            for name in models]
-    scales = {gf.scale for _, gf in gens}
+    gens = [(name, load_network(_resolve_weights(Path(name)), device=dev)) for name in models]
+    scales = {info.scale for _, (_, info) in gens}
     if len(scales) != 1:
         raise UserError(f"the models have different scales ({sorted(scales)}): compare one scale")
     s = scales.pop()
@@ -296,8 +297,8 @@ def compare(hr_image: Path, lr_image: Path | None, models: tuple[str, ...], box:
         raise UserError(f"{lr_image}: {lr.shape[1]}x{lr.shape[0]} is not {hr_image} / {s}")
     bic = upscale_bicubic(lr, s)
     panels = [Panel(score_label("bicubic", bic, hr, s), bic)]
-    for name, gf in gens:
-        sr = torch_upscaler(gf.model.eval(), dev)(lr)
+    for name, (model, _) in gens:
+        sr = torch_upscaler(model.eval(), dev)(lr)
         panels.append(Panel(score_label(str(name), sr, hr, s), sr))
     panels.append(Panel("HR (ground truth)", hr))
     save_png(comparison_strip(panels, crop, zoom), out)

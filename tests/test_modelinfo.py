@@ -60,7 +60,7 @@ def test_run_folder_and_generator_only_commands(tmp_path: Path) -> None:
     (run / "generator.safetensors").write_bytes(bundled_models()["fast"].read_bytes())
     assert describe(run).preset == "medium"
     onnx_copy = bundled_models()["default"].with_suffix(".onnx")
-    with pytest.raises(UserError, match="this needs a generator"):
+    with pytest.raises(UserError, match="this needs PyTorch weights"):
         resolve_generator(onnx_copy)
 
 

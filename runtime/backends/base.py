@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.fitting import fit_batch, unfit_output
 from ..core.modelinfo import ModelInfo
-from ..tiling import fit_batch, unfit_output
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Backend:
         raise NotImplementedError
 
     def fit(self, batch: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int]]:
-        """An RGB batch as the model takes it (:func:`srgan_runtime.tiling.fit_batch`: size
+        """An RGB batch as the model takes it (:func:`srgan_runtime.core.fitting.fit_batch`: size
         requirements padded, a grey model fed plane by plane)."""
         i = self.info
         return fit_batch(batch, i.channels, i.min_input_size, i.input_multiple, i.square_only)

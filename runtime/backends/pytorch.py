@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import UserError
+from ..core.fitting import unfit_output
 from ..core.modelinfo import ModelInfo
-from ..tiling import unfit_output
 from .base import Backend, Output
 
 
