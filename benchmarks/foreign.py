@@ -125,7 +125,8 @@ def _speed(arch: str, tile: int, rounds: int, folder: Path) -> dict:
     return {"arch": arch, "config": label, "params_m": round(params / 1e6, 2),
             "tile": tile, "s_per_tile": round(med, 3),
             "mp_per_s": round(tile * tile * backend.scale**2 / med / 1e6, 4),
-            "gmacs_per_lr_mp": round(macs, 1), "gflops": round(2 * macs * tile**2 / med / 1e9, 1)}
+            "gmacs_per_lr_mp": round(macs / 1e3, 1),
+            "gflops": round(2 * macs * tile**2 / med / 1e9, 1)}
 
 
 def main() -> None:
@@ -161,6 +162,11 @@ def main() -> None:
             print(f"{arch}: {speed[-1]}", flush=True)
     doc = {"machine": machine_info(), "spandrel": spandrel.__version__, "works": works,
            "speed": speed}
+    if args.json.exists():  # a partial run (--cases / --archs) updates the rows it ran
+        old = json.loads(args.json.read_text())
+        for key, field in (("works", "case"), ("speed", "arch")):
+            done = {r[field] for r in doc[key]}
+            doc[key] = [r for r in old.get(key, []) if r[field] not in done] + doc[key]
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {args.json}")

@@ -62,3 +62,23 @@ def test_int8_script(tmp_path: Path) -> None:
     assert res["speed"]["openvino bf16"]["x_vs_openvino_bf16"] == 1.0
     assert res["quality_vs_hr"]["Set5"]["loss_db"] <= 0.1
     assert len(res["float_layers_tradeoff"]) == 4
+
+
+def test_foreign_script(tmp_path: Path) -> None:
+    import pytest
+
+    from srgan_runtime.core.errors import UserError
+    from srgan_runtime.core.foreign import import_spandrel
+
+    try:
+        import_spandrel()
+    except UserError as exc:
+        pytest.skip(str(exc))
+    out = tmp_path / "f.json"
+    r = subprocess.run([sys.executable, str(HERE / "foreign.py"), "--cases", "compact",
+                        "--archs", "Compact", "--tile", "32", "--rounds", "1", "--json", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert res["works"][0]["loads"] and res["works"][0]["onnx_fp32"].startswith("dynamic")
+    assert res["speed"][0]["gflops"] > 0 and res["speed"][0]["gmacs_per_lr_mp"] > 0

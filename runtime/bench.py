@@ -280,8 +280,8 @@ def bench_cmd(ckpt: str | None, data: Path | None, tile: int, batch: int, backen
               precisions: str | None, device: str, threads: int, repeats: int, min_seconds: float,
               json_path: Path | None, min_psnr: float | None, debug: bool,
               verbose: bool) -> None:
-    """Export, check and time a generator on every backend the support table lists for this
-    device; print one table."""
+    """Export, check and time a generator (or another project's checkpoint) on every backend
+    the support table lists for this device; print one table."""
     ctx = click.get_current_context()
     ctx.obj = {"debug": debug}
     setup_logging(verbose, "srgan_runtime", "srgan_export", "srgan_train")

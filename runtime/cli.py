@@ -18,7 +18,8 @@ log = logging.getLogger("srgan_runtime")
 
 @toolkit_group("srrun", "srgan_runtime", "srgan_export", "srgan_train")
 def cli() -> None:
-    """Upscale images with a trained generator, an ONNX file or a TensorRT engine."""
+    """Upscale images with a trained generator, another project's checkpoint (ESRGAN, SwinIR,
+    ... through spandrel), an ONNX file or a TensorRT engine."""
 
 
 @cli.command(epilog="\b\nBackends (what each runs, where; 'auto' picks per model):\n"
@@ -27,7 +28,8 @@ def cli() -> None:
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
               help="Output file (one input) or folder.")
 @click.option("--model", "--engine", "engine", default=None,
-              help="Generator file / run folder, .onnx, .plan, or a bundled model name "
+              help="Generator file / run folder, .onnx, .plan, another project's checkpoint "
+                   "(.pth/.pt/.ckpt/.safetensors, read by spandrel), or a bundled model name "
                    "(srrun models) [default: the bundled default].")
 @click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default="auto",
               show_default=True, help="See the table below.")

@@ -40,7 +40,7 @@ MIN_DB = 60.0
 MAX_LEVELS = 1
 CORE = 32  # tile core during probing: several seams cross each probe image
 CANDIDATES = (2, 4, 6, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 64, 96, 128)
-METHOD = f"v1:{MIN_DB:g}dB:{MAX_LEVELS}lv:core{CORE}"
+METHOD = f"v2:{MIN_DB:g}dB:{MAX_LEVELS}lv:core{CORE}"
 
 
 @dataclass

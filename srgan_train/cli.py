@@ -261,7 +261,8 @@ def eval_cmd(ckpt: Path | None, data: Path, scale: str | None, bicubic_only: boo
 @click.option("--lr", "lr_image", type=click.Path(path_type=Path), default=None,
               help="Its LR image [default: bicubic-downscaled from HR_IMAGE].")
 @click.option("--model", "models", multiple=True, required=True,
-              help="Generator file, run folder or bundled name; repeat to compare several.")
+              help="Generator file, run folder, bundled name or another project's checkpoint; "
+                   "repeat to compare several.")
 @click.option("--box", required=True, help="Crop X,Y,W,H in HR pixels.")
 @click.option("--zoom", type=int, default=2, show_default=True,
               help="Nearest-neighbour enlargement of each crop.")

@@ -132,6 +132,15 @@ def test_bad_input_gets_one_line(tmp_path: Path) -> None:
         describe(bad)
 
 
+def test_a_foreign_checkpoint_without_torch_says_what_to_install(tmp_path: Path) -> None:
+    ckpt = tmp_path / "RealESRGAN_x4plus.pth"
+    ckpt.write_bytes(b"PK\x03\x04 not opened: torch is missing")
+    r = _cli("srgan_runtime.cli", "models", str(ckpt))
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "need torch and spandrel" in r.stderr and "[torch,spandrel]" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("prog", ["srgan_train.cli", "srgan_export.cli"])
 def test_training_and_export_say_torch_is_needed(prog: str) -> None:
     r = _cli(prog, "--help")
