@@ -240,7 +240,8 @@ def eval_cmd(ckpt: Path | None, data: Path, scale: str | None, bicubic_only: boo
         dev = pick_device(device)
         model, info = load_network(_resolve_weights(ckpt), device=dev)
         if scale is not None and int(scale) != info.scale:
-            raise UserError(f"{ckpt}: model is x{info.scale}, --scale is {scale}")
+            what = "generator" if info.format == "generator" else f"{info.arch} model"
+            raise UserError(f"{ckpt}: {what} is x{info.scale}, --scale is {scale}")
         s = info.scale
         upscale = torch_upscaler(model, dev, self_ensemble=self_ensemble)
         name = info.preset if info.format == "generator" else f"{info.arch} {info.preset}"

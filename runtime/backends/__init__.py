@@ -169,7 +169,7 @@ def open_backend(engine: str | Path, backend: str = "auto", device: str = "auto"
 
 def _arch_problem(info: ModelInfo, precision: str) -> str | None:
     """A precision the architecture itself cannot compute in (spandrel's flags)."""
-    if precision in ("fp16", "bf16") and precision not in info.precisions:
+    if not {"fp16": info.fp16_ok, "bf16": info.bf16_ok}.get(precision, True):
         return (f"{info.arch} does not compute correctly in {precision} (spandrel marks it "
                 f"unsupported): use {' or '.join(info.precisions)}")
     return None

@@ -30,10 +30,11 @@ def required_size(height: int, width: int, minimum: int = 1, multiple: int = 1,
 
 
 def fit_batch(batch: np.ndarray, channels: int = 3, minimum: int = 1, multiple: int = 1,
-              square: bool = False) -> tuple[np.ndarray, tuple[int, int, int]]:
+              square: bool = False) -> tuple[np.ndarray, tuple[int, int, int, int, int]]:
     """An NCHW RGB batch as a model takes it: a 1-channel model gets each colour plane as its
     own item (so colour survives a grey model); sides padded at the bottom/right (reflect) to
-    :func:`required_size`. Returns the batch and ``(N, H, W)`` for :func:`unfit_output`."""
+    :func:`required_size`. Returns the batch and ``(N, H, W, padded H, padded W)`` for
+    :func:`unfit_output`."""
     n, c, h, w = batch.shape
     if channels == 1 and c != 1:
         batch = batch.reshape(n * c, 1, h, w)
@@ -41,13 +42,17 @@ def fit_batch(batch: np.ndarray, channels: int = 3, minimum: int = 1, multiple: 
     if (ph, pw) != (h, w):
         hwc = pad_to(batch.transpose(2, 3, 0, 1), ph, pw)  # H, W, N, C: pad_to's layout
         batch = np.ascontiguousarray(hwc.transpose(2, 3, 0, 1))
-    return batch, (n, h, w)
+    return batch, (n, h, w, ph, pw)
 
 
-def unfit_output(y, shape: tuple[int, int, int], scale: int):
+def unfit_output(y, shape: tuple[int, int, int, int, int], scale: int):
     """Undo :func:`fit_batch` on a model's NCHW output (numpy array or torch tensor): crop the
-    padding's share and fold per-plane items back into RGB."""
-    n, h, w = shape
+    padding's share and fold per-plane items back into RGB. An output that is not ``scale``
+    times the fitted input comes back as it is, for the caller's shape check to report (a
+    wrong ``--scale`` must not be cropped into a plausible-looking image)."""
+    n, h, w, ph, pw = shape
+    if tuple(y.shape[2:]) != (ph * scale, pw * scale):
+        return y
     y = y[:, :, : h * scale, : w * scale]
     if y.shape[0] != n:
         y = y.reshape(n, y.shape[0] // n * y.shape[1], h * scale, w * scale)

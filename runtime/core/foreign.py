@@ -18,6 +18,7 @@ import math
 import pickle
 import sys
 import types
+import warnings
 import zipfile
 from functools import lru_cache
 from pathlib import Path
@@ -107,7 +108,7 @@ def read_state_dict(path: Path) -> dict:
     import torch
 
     path = Path(path)
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".safetensors":
         from safetensors.torch import load_file
 
         try:
@@ -120,7 +121,9 @@ def read_state_dict(path: Path) -> dict:
             raise UserError(f"{path}: a TorchScript archive, which runs its own code; save the "
                             "model's state_dict() instead")
         try:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # e.g. about the pickle protocol: not the user's
+                warnings.simplefilter("ignore")
+                state = torch.load(str(path), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             log.debug("%s: %s", path, exc)
             if "global" not in str(exc).lower():  # a damaged file, not a forbidden object
