@@ -127,8 +127,9 @@ def read_state_dict(path: Path) -> dict:
         except pickle.UnpicklingError as exc:
             log.debug("%s: %s", path, exc)
             if "global" not in str(exc).lower():  # a damaged file, not a forbidden object
-                raise UserError(f"{path}: not a readable PyTorch checkpoint "
-                                f"({first_line(exc)})") from None
+                # torch's text opens with advice to load without weights_only: not ours to give
+                raise UserError(f"{path}: not a readable PyTorch checkpoint (damaged, or not a "
+                                "checkpoint)") from None
             raise UserError(f"{path}: holds Python objects besides tensors, which only full "
                             "unpickling could read and which could run code; refused (re-save "
                             "its state_dict, or convert it to .safetensors)") from None
@@ -149,7 +150,9 @@ def _load_cached(path: str, mtime_ns: int, size: int):
     spandrel = import_spandrel()
     state = read_state_dict(Path(path))
     try:
-        desc = spandrel.ModelLoader("cpu").load_from_state_dict(state)
+        with warnings.catch_warnings():  # e.g. torch.meshgrid's deprecation, from SwinIR
+            warnings.simplefilter("ignore")
+            desc = spandrel.ModelLoader("cpu").load_from_state_dict(state)
     except spandrel.UnsupportedModelError:
         raise UserError(f"{path}: spandrel recognises no architecture in this checkpoint (it "
                         "knows ESRGAN, Compact, SwinIR, HAT, SPAN, OmniSR, RCAN, DAT and more: "
