@@ -124,7 +124,11 @@ def verify(model: Path, ckpt: Path, scale: str | None, data_dir: Path | None,
 @click.option("--opt-level", type=int, default=3, show_default=True,
               help="Builder optimization level 0-5.")
 @click.option("--hardware-compat", type=click.Choice(["none", "ampere_plus", "same_cc"]),
-              default="none", show_default=True)
+              default="none", show_default=True,
+              help="ampere_plus: runs on any GPU of compute capability 8.0+; same_cc (TensorRT "
+                   "10.9+): on any GPU of the build GPU's compute capability. Slower engines.")
+@click.option("--tf32", is_flag=True,
+              help="Let an FP32 engine compute in TF32 (off by default: fp32 means fp32).")
 @click.option("--timing-cache", type=click.Path(path_type=Path), default=None,
               help="Persistent timing cache file (read and updated).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
@@ -137,7 +141,7 @@ def verify(model: Path, ckpt: Path, scale: str | None, data_dir: Path | None,
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None)
 @click.option("--overwrite", is_flag=True)
 def trt(model: Path, out: Path, fp16: bool, min_s, opt_s, max_s, static, workspace: float,
-        opt_level: int, hardware_compat: str, timing_cache, cache_dir, scale, ckpt,
+        opt_level: int, hardware_compat: str, tf32: bool, timing_cache, cache_dir, scale, ckpt,
         no_verify: bool, data_dir, overwrite: bool) -> None:
     """Build a TensorRT engine from an ONNX file, with a JSON manifest beside it."""
     from srgan_runtime.core.modelinfo import describe
@@ -151,7 +155,7 @@ def trt(model: Path, out: Path, fp16: bool, min_s, opt_s, max_s, static, workspa
         raise UserError(f"{model}: a {info.format} file; 'srexport trt' builds from an ONNX file")
     profile = compute_profile(info, min_s, opt_s, max_s, static)
     options = BuildOptions(workspace_gib=workspace, opt_level=opt_level, fp16=fp16,
-                           hardware_compat=hardware_compat).validate()
+                           hardware_compat=hardware_compat, tf32=tf32).validate()
     env = trt_environment()  # one line and exit 2 where TensorRT or CUDA is missing
     res = build_engine(model, out, info, profile, options, timing_cache=timing_cache,
                        cache_dir=cache_dir, overwrite=overwrite, env=env)

@@ -177,6 +177,7 @@ class BuildOptions:
     opt_level: int = 3
     fp16: bool = True
     hardware_compat: str = "none"  # none | ampere_plus | same_cc
+    tf32: bool = False  # TF32 convolutions in fp32 engines (off: fp32 means fp32)
 
     def validate(self) -> BuildOptions:
         if not 0 <= self.opt_level <= 5:
@@ -215,12 +216,48 @@ def _parser_errors(parser) -> list[str]:
     return out
 
 
+_HW_LEVELS = {"ampere_plus": ("AMPERE_PLUS", "8.6"), "same_cc": ("SAME_COMPUTE_CAPABILITY", "10.9")}
+
+
+def hardware_level(env: TrtEnvironment, option: str) -> Any:
+    """The ``HardwareCompatibilityLevel`` for ``--hardware-compat``, or a clear refusal where
+    this TensorRT lacks it (``SAME_COMPUTE_CAPABILITY`` exists from 10.9 only)."""
+    name, since = _HW_LEVELS[option]
+    level = getattr(env.trt.HardwareCompatibilityLevel, name, None)
+    if level is None:
+        raise UserError(f"--hardware-compat {option} needs TensorRT {since} or newer; this is "
+                        f"{env.version} (use ampere_plus, or none)")
+    return level
+
+
+def _timing_cache(config, path: Path) -> Any:
+    """Load ``path`` into the builder config, or start a new cache where it is unreadable or
+    does not match this TensorRT/GPU (the file is rewritten after the build); None where
+    TensorRT cannot make one at all."""
+    blob = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(blob)
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return cache
+    if blob:
+        log.warning("timing cache %s is unreadable or from another TensorRT/GPU: starting a "
+                    "new one", path)
+        cache = config.create_timing_cache(b"")
+        if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+            return cache
+    log.warning("TensorRT could not create a timing cache: building without one")
+    return None
+
+
 def build_serialized(env: TrtEnvironment, onnx_path: Path, info: ModelInfo, profile: Profile,
                      plan: PrecisionPlan, options: BuildOptions,
                      timing_cache: Path | None) -> bytes:
     """Parse the ONNX file and build a serialized engine with the TensorRT Python API."""
     trt = env.trt
-    logger = trt.Logger(trt.Logger.WARNING)
+    level = (hardware_level(env, options.hardware_compat)
+             if options.hardware_compat != "none" else None)
+    if plan.builder_flag_fp16 and not hasattr(trt.BuilderFlag, "FP16"):
+        raise UserError(f"TensorRT {env.version} has no BuilderFlag.FP16: use an FP16 ONNX")
+    logger = env.logger
     builder = trt.Builder(logger)
     flags = 0
     if plan.strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
@@ -235,27 +272,34 @@ def build_serialized(env: TrtEnvironment, onnx_path: Path, info: ModelInfo, prof
                                  int(options.workspace_gib * (1 << 30)))
     config.builder_optimization_level = options.opt_level
     if plan.builder_flag_fp16:
-        if not hasattr(trt.BuilderFlag, "FP16"):
-            raise UserError(f"TensorRT {env.version} has no BuilderFlag.FP16: use an FP16 ONNX")
         config.set_flag(trt.BuilderFlag.FP16)
-    if options.hardware_compat != "none":
-        level = {"ampere_plus": "AMPERE_PLUS", "same_cc": "SAME_COMPUTE_CAPABILITY"}
-        config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel,
-                                                      level[options.hardware_compat])
-    cache = None
-    if timing_cache is not None:
-        blob = timing_cache.read_bytes() if timing_cache.is_file() else b""
-        cache = config.create_timing_cache(blob)
-        config.set_timing_cache(cache, ignore_mismatch=False)
+    # TF32 is on by default: an "fp32" engine would compute its convolutions in TF32 (10-bit
+    # mantissa), which the fp32 parity gate was not set for. Off unless asked for, as in
+    # Polygraphy and vs-mlrt.
+    if hasattr(trt.BuilderFlag, "TF32"):
+        if options.tf32:
+            config.set_flag(trt.BuilderFlag.TF32)
+        else:
+            config.clear_flag(trt.BuilderFlag.TF32)
+    elif not options.tf32:
+        log.warning("TensorRT %s has no BuilderFlag.TF32 to clear; the parity check decides",
+                    env.version)
+    if level is not None:
+        config.hardware_compatibility_level = level
+    cache = _timing_cache(config, timing_cache) if timing_cache is not None else None
     prof = builder.create_optimization_profile()
     prof.set_shape(info.input_name, profile.min, profile.opt, profile.max)
     config.add_optimization_profile(prof)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise UserError(f"{onnx_path}: TensorRT failed to build the engine (see its log above)")
-    if timing_cache is not None:
-        new = bytes(config.get_timing_cache().serialize())
-        atomic_write(timing_cache, lambda tmp: tmp.write_bytes(new))
+    if cache is not None:
+        built = config.get_timing_cache()
+        if built is None:
+            log.warning("TensorRT returned no timing cache: %s not updated", timing_cache)
+        else:
+            new = bytes(built.serialize())
+            atomic_write(timing_cache, lambda tmp: tmp.write_bytes(new))
     return bytes(serialized)
 
 
@@ -351,8 +395,10 @@ def check_engine(engine: Path, onnx_path: Path, info: ModelInfo, env: TrtEnviron
     prof = runner.manifest.profile
     cases, _ = verification_inputs(info.scale, None, data_dir)
     cases = fit_to_profile(cases, tuple(prof["min"]), tuple(prof["max"]))
-    report = run_parity(f"TensorRT {runner.manifest.precision} vs {label}",
-                        Gate.for_precision(runner.manifest.precision), cases, reference, runner)
+    tf32 = runner.manifest.precision == "fp32" and runner.manifest.build_options.get("tf32")
+    gate = Gate.for_precision("fp16" if tf32 else runner.manifest.precision)  # TF32: 10 bits
+    report = run_parity(f"TensorRT {'tf32' if tf32 else runner.manifest.precision} vs {label}",
+                        gate, cases, reference, runner)
     manifest = runner.manifest
     if report.passed:
         manifest.parity = report.to_dict()

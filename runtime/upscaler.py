@@ -104,6 +104,17 @@ class Upscaler:
             if fixed[1] != fixed[2]:
                 raise UserError("fixed-shape engines with non-square tiles are not supported")
             tile, batch = fixed[1], fixed[0]
+        limits = self.backend.shape_limits
+        if limits is not None:  # a TensorRT profile: tile within its sides, batch within its N
+            if tile == 0 or tile > limits.max_side:
+                if tile:
+                    log.warning("tile %d is over the engine profile's largest side %d: tile %d",
+                                tile, limits.max_side, limits.max_side)
+                tile = limits.max_side
+            if batch is not None and batch > limits.max_batch:
+                log.warning("batch %d is over the engine profile's largest batch %d: batch %d",
+                            batch, limits.max_batch, limits.max_batch)
+                batch = limits.max_batch
         explicit = overlap is not None
         if overlap is None:
             overlap = self._default_overlap(tile, seamless, cache)
@@ -121,6 +132,8 @@ class Upscaler:
         # batch 4 vs 1, ONNX Runtime slower at 4) and multiplies the activations' memory.
         cpu = self.backend.device == "cpu"
         self.batch = batch if batch is not None else (1 if cpu else 4)
+        if limits is not None:
+            self.batch = min(self.batch, limits.max_batch)
         self.max_memory = max_memory
         self._footprint = None
         if cpu and fixed is None and max_memory != 0 and (opened_here or max_memory):

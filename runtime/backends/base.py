@@ -61,6 +61,12 @@ class Backend:
     def receptive_radius(self) -> int | None:
         return self.info.receptive_radius
 
+    @property
+    def shape_limits(self):
+        """The largest tile side and batch the model accepts (a TensorRT profile's
+        :class:`~srgan_runtime.backends.tensorrt.ShapeLimits`), or None where any fit."""
+        return None
+
     def describe(self) -> str:
         return f"{self.name} {self.device} {self.precision}"
 
