@@ -83,7 +83,7 @@ class Upscaler:
                  scale: int | None = None,
                  max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
                  seamless: bool = False, cache: bool = True,
-                 max_memory: int | str | None = None) -> None:
+                 max_memory: int | str | None = None, compile: str | None = None) -> None:
         check_settings(tile=tile, batch=batch or 1, overlap=overlap, threads=threads,
                        alpha=alpha, outscale=outscale, max_output_pixels=max_output_pixels,
                        device=device)
@@ -96,7 +96,7 @@ class Upscaler:
 
                 engine = default_model(scale)
             self.backend = open_backend(Path(engine), backend, device, precision, threads,
-                                        scale, cache)
+                                        scale, cache, compile, (batch, tile))
         self.scale = self.backend.scale
         self.max_output_pixels = max_output_pixels
         fixed = self.backend.fixed_shape
@@ -150,6 +150,9 @@ class Upscaler:
         self.outscale = outscale
         self._fallback: Backend | None = None
         self._fallback_lock = threading.Lock()
+        warmup = getattr(self.backend, "warmup", None)
+        if warmup is not None and warmup():  # a compiled backend compiles here, not in image 1
+            log.info("compiled the network in %.1f s", self.backend.compile_seconds)
 
     def _default_overlap(self, tile: int, seamless: bool, cache: bool) -> int:
         """The measured effective radius (see :mod:`srgan_runtime.radius`); the theoretical

@@ -126,11 +126,15 @@ def _generator_on_openvino(info: ModelInfo, cache: bool) -> ModelInfo | None:
 
 def open_backend(engine: str | Path, backend: str = "auto", device: str = "auto",
                  precision: str = "auto", threads: int = 0, scale: int | None = None,
-                 cache: bool = True) -> Backend:
+                 cache: bool = True, compile: str | None = None,
+                 tile_hint: tuple[int | None, int] | None = None) -> Backend:
     """Open a model (file, run folder or bundled name) on a backend; ``auto`` picks the device,
     backend and precision for the model (``_choose_backend``, :func:`auto_precision`); the
     backend's ``choice`` says what was picked and why. Unsupported combinations are refused
-    with the support table's reason."""
+    with the support table's reason. ``compile`` (a torch.compile mode, torch backend only) and
+    ``tile_hint`` (the batch and tile side the caller will send) are described in
+    :class:`~srgan_runtime.backends.pytorch.TorchBackend` and
+    :func:`~srgan_runtime.backends.onnxrt.gpu_providers`."""
     if precision != "auto" and precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r} (auto, {', '.join(PRECISIONS)})")
     if backend != "auto" and backend not in BACKENDS:
@@ -142,6 +146,10 @@ def open_backend(engine: str | Path, backend: str = "auto", device: str = "auto"
     if device == "auto":
         device = _default_device(info)
     choice = ""
+    if compile and backend not in ("auto", "torch"):
+        raise UserError(f"--compile is torch.compile: it applies to --backend torch, not {backend}")
+    if compile and backend == "auto":
+        backend = "torch"  # asking for the compiler is asking for PyTorch
     if backend == "auto":
         if info.torch_weights and device == "cpu" and installed("openvino"):
             onnx_info = _generator_on_openvino(info, cache)
@@ -162,7 +170,7 @@ def open_backend(engine: str | Path, backend: str = "auto", device: str = "auto"
     problem = support_problem(backend, device, precision, kind) or _arch_problem(info, precision)
     if problem:
         raise UserError(f"{info.path}: {problem}")
-    opened = _construct(info, backend, device, precision, threads)
+    opened = _construct(info, backend, device, precision, threads, compile, tile_hint)
     opened.choice = choice
     return opened
 
@@ -175,18 +183,20 @@ def _arch_problem(info: ModelInfo, precision: str) -> str | None:
     return None
 
 
-def _construct(info: ModelInfo, backend: str, device: str, precision: str,
-               threads: int) -> Backend:
+def _construct(info: ModelInfo, backend: str, device: str, precision: str, threads: int,
+               compile: str | None = None,
+               tile_hint: tuple[int | None, int] | None = None) -> Backend:
     if backend == "torch":
         if not installed("torch"):
             raise UserError(TORCH_HINT)
         from .pytorch import TorchBackend
 
-        return TorchBackend(info, device, precision, threads)
+        return TorchBackend(info, device, precision, threads, compile=compile,
+                            tile_hint=tile_hint)
     if backend == "onnxruntime":
         from .onnxrt import OrtBackend
 
-        return OrtBackend(info, device, threads)
+        return OrtBackend(info, device, threads, tile_hint=tile_hint)
     if backend == "openvino":
         from .openvino import OpenVinoBackend
 

@@ -29,13 +29,41 @@ def quantize_torch(y, bits: int) -> Output:
     return Output(pixels, finite)
 
 
+COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune",
+                 "max-autotune-no-cudagraphs")
+
+
+class _Autocast:
+    """The network under autocast, as one function for torch.compile to trace."""
+
+    def __init__(self, model, device_type: str, dtype) -> None:
+        self.model, self.device_type, self.dtype = model, device_type, dtype
+
+    def __call__(self, x):
+        import torch
+
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            return self.model(x).float()
+
+
 class TorchBackend(Backend):
-    """Clamp/round/cast run on the device, so only the final integers are copied back."""
+    """Clamp/round/cast run on the device, so only the final integers are copied back.
+
+    ``compile`` runs the network through ``torch.compile`` (inductor: Triton kernels on CUDA,
+    C++/OpenMP on the CPU) with weights frozen into the graph. With a tile given
+    (``tile_hint``) the shapes are static: the backend reports a fixed (batch, tile, tile)
+    shape, so the upscaler sends only full tiles in full batches, and each shape compiles once;
+    ``warmup()`` compiles it up front and ``compile_seconds`` says how long that took.
+    ``auto`` mode is ``max-autotune`` on CUDA (autotuned kernels and CUDA graphs) and
+    ``default`` on the CPU. Compiled kernels are cached under the user cache (inductor's
+    FX-graph cache), so a second process starts faster.
+    """
 
     name = "torch"
 
     def __init__(self, info: ModelInfo, device: str = "cpu", precision: str = "fp32",
-                 threads: int = 0, channels_last: bool = True) -> None:
+                 threads: int = 0, channels_last: bool = True, compile: str | None = None,
+                 tile_hint: tuple[int, int] | None = None) -> None:
         import torch
 
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -49,6 +77,58 @@ class TorchBackend(Backend):
             self.model = self.model.to(memory_format=torch.channels_last)
         self._torch = torch
         self._dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+        self._dev_type = "cuda" if device.startswith("cuda") else "cpu"
+        self.compile_mode = None
+        self.compile_seconds = 0.0
+        self._fixed = None
+        self._tile_hint = tile_hint
+        self._fn = self.model if self._dtype is None else _Autocast(self.model, self._dev_type,
+                                                                    self._dtype)
+        if compile:
+            self._compile(compile, tile_hint)
+
+    def _compile(self, mode: str, tile_hint: tuple[int, int] | None) -> None:
+        import os
+
+        from ..core.files import user_cache_dir
+
+        if mode not in COMPILE_MODES:
+            raise UserError(f"--compile-mode {mode!r}: one of {', '.join(COMPILE_MODES)}")
+        if mode == "auto":
+            mode = "max-autotune" if self._dev_type == "cuda" else "default"
+        # Set before the first compile: inductor reads it when it first writes its cache.
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(user_cache_dir("inductor")))
+        self.compile_mode = mode
+        m = max(1, self.info.input_multiple)
+        batch, side = tile_hint or (None, 0)
+        if side and side % m == 0 and side >= self.info.min_input_size:
+            self._fixed = (batch or (4 if self._dev_type == "cuda" else 1), side, side)
+        self._fn = self._torch.compile(self._fn, mode=mode,
+                                       dynamic=False if self._fixed else None)
+
+    @property
+    def fixed_shape(self) -> tuple[int, int, int] | None:
+        return self._fixed or self.info.static
+
+    def describe(self) -> str:
+        base = super().describe()
+        if self.compile_mode is None:
+            return base
+        return f"{base} compiled ({self.compile_mode}, {self.compile_seconds:.1f} s to compile)"
+
+    def warmup(self) -> float:
+        """Compile the fixed shape now (one zero batch); returns the seconds it took."""
+        if self.compile_mode is None or self._fixed is None or self.compile_seconds:
+            return self.compile_seconds
+        import time
+
+        n, h, w = self._fixed
+        t0 = time.perf_counter()
+        self._forward(np.zeros((n, 3, h, w), np.float32))
+        if self._dev_type == "cuda":
+            self._torch.cuda.synchronize()
+        self.compile_seconds = time.perf_counter() - t0
+        return self.compile_seconds
 
     def _forward(self, batch: np.ndarray):
         torch = self._torch
@@ -57,13 +137,19 @@ class TorchBackend(Backend):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            if self._dtype is None:
-                y = self.model(x)
+            if self.compile_mode is None:
+                y = self._fn(x)
             else:
-                dev = "cuda" if self.device.startswith("cuda") else "cpu"
-                with torch.autocast(dev, dtype=self._dtype):
-                    y = self.model(x).float()
-            return unfit_output(y, shape, self.scale)
+                import torch._inductor.config as inductor
+
+                # Frozen weights: constant-folded and prepacked for the CPU's kernels
+                # (inference only, which this is).
+                with inductor.patch(freezing=True):
+                    y = self._fn(x)
+                if self._dev_type == "cuda" and self.compile_mode in (
+                        "reduce-overhead", "max-autotune"):
+                    y = y.clone()  # CUDA graphs reuse their output buffer on the next replay
+            return unfit_output(y.float(), shape, self.scale)
 
     def _fitted_run(self, batch: np.ndarray) -> np.ndarray:
         return self._forward(batch).float().cpu().numpy()
