@@ -9,6 +9,8 @@ Python API (the ``srexport`` CLI is a thin layer over it)::
 TensorRT: :mod:`srgan_export.trt_engine` builds engines (``compute_profile``,
 ``build_engine``, ``check_engine``); the runtime runs them
 (:mod:`srgan_runtime.backends.tensorrt`). TensorRT is imported only when a build is asked for.
+AOTInductor: :func:`srgan_export.aoti.export_aoti` compiles a network ahead of time into a
+``.pt2`` package for one device, precision and tile (run by the runtime's ``aoti`` backend).
 Models are read through :func:`srgan_runtime.describe`.
 """
 

@@ -175,6 +175,45 @@ def trt(model: Path, out: Path, fp16: bool, min_s, opt_s, max_s, static, workspa
         raise UserError(f"{out}: removed: the engine failed its parity gate")
 
 
+@cli.command()
+@click.argument("model")
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
+              help="Package to write (.pt2).")
+@click.option("--device", default="cpu", show_default=True,
+              help="cpu or cuda[:N]: the package runs only there.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32",
+              show_default=True, help="fp16 on CUDA only; autocast numerics, as srrun's.")
+@click.option("--tile", type=int, default=256, show_default=True,
+              help="The fixed tile side (the runtime pads edge tiles to it).")
+@click.option("--batch", type=int, default=1, show_default=True,
+              help="The fixed batch (the runtime pads the last batch to it).")
+@click.option("--no-verify", is_flag=True, help="Skip the parity check of the package.")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None)
+@click.option("--overwrite", is_flag=True)
+def aoti(model: str, out: Path, device: str, precision: str, tile: int, batch: int,
+         no_verify: bool, data_dir, overwrite: bool) -> None:
+    """Compile a generator or checkpoint ahead of time (AOTInductor) into a .pt2 package for
+    one device, precision and tile; run it with 'srrun upscale --model X.pt2'."""
+    import time
+
+    from srgan_runtime.core.modelinfo import resolve_weights
+
+    from .aoti import AotiOptions, export_aoti
+
+    t0 = time.perf_counter()
+    info, report = export_aoti(resolve_weights(model), out, AotiOptions(
+        device=device, precision=precision, tile=tile, batch=batch, verify=not no_verify,
+        data_dir=data_dir, overwrite=overwrite))
+    if report is not None:
+        _print_report(report, False)
+    b, h, w = info.static
+    ex = info.extra
+    where = ex.get("AOTI_CPU_ISA") or f"sm {ex.get('AOTI_COMPUTE_CAPABILITY', '?')}"
+    click.echo(f"wrote {out}: x{info.scale} {info.arch} {info.precision} for "
+               f"{ex.get('device')} ({where}), batch {b} of {h}x{w} tiles, compiled in "
+               f"{time.perf_counter() - t0:.0f} s{' (NOT verified)' if no_verify else ''}")
+
+
 def main() -> None:
     require_torch("srexport")
     cli(prog_name="srexport")

@@ -29,7 +29,11 @@ from srgan_runtime.core.modelinfo import ModelInfo
 log = logging.getLogger("srgan_runtime.bench")
 
 # The file each backend is timed on, per precision (the support table's model axis).
-_KIND = {"torch": "generator", "onnxruntime": "onnx", "openvino": "onnx", "tensorrt": "tensorrt"}
+_KIND = {"torch": "generator", "onnxruntime": "onnx", "openvino": "onnx", "tensorrt": "tensorrt",
+         "aoti": "aoti"}
+# Compiled per precision, tile and batch (about 40 s each for the default model on 2 cores):
+# timed only when asked for with --backends.
+OPT_IN = ("aoti",)
 
 
 def _kind(backend: str, precision: str) -> str:
@@ -315,7 +319,7 @@ def plan_rows(device: str, wanted: set[str] | None = None,
 
     rows = []
     for backend in BACKENDS:
-        if wanted is not None and backend not in wanted:
+        if backend not in (wanted if wanted is not None else set(BACKENDS) - set(OPT_IN)):
             continue
         for precision in PRECISIONS:
             if precisions is not None and precision not in precisions:
@@ -372,8 +376,8 @@ def _prepare(ckpt, data, tile, batch, backends, device, threads, precisions=None
 class _Exports:
     """The model files rows need, made once each in a temporary folder."""
 
-    def __init__(self, gen: Path, tmp: Path) -> None:
-        self.gen, self.tmp = gen, tmp
+    def __init__(self, gen: Path, tmp: Path, device: str = "cpu") -> None:
+        self.gen, self.tmp, self.device = gen, tmp, device
         self.done: dict[str, Path | Exception] = {}
 
     def file(self, kind: str) -> Path:
@@ -394,6 +398,15 @@ class _Exports:
 
         if kind == "tensorrt":
             return _trt_engine(self.file("onnx-fp16"), self.tmp)
+        if kind.startswith("aoti-"):
+            from srgan_export.aoti import AotiOptions, export_aoti
+
+            _, precision, shape = kind.split("-")
+            batch, tile = map(int, shape.split("x"))
+            path = self.tmp / f"model-{kind}.pt2"
+            export_aoti(self.gen, path, AotiOptions(device=self.device, precision=precision,
+                                                    tile=tile, batch=batch, verify=False))
+            return path
         path = self.tmp / f"model-{kind}.onnx"
         # INT8 calibrates on <data root>/T91/HR (training images), like 'srexport onnx --int8'.
         export_onnx(self.gen, path, OnnxExportOptions(fp16=kind == "onnx-fp16",
@@ -409,11 +422,13 @@ def _run_rows(plan: _Plan, threads, repeats, min_seconds, limits) -> None:
     reference_outputs = [ref.upscale(p.lr) for p in plan.pairs]
     macs = plan.macs
     with tempfile.TemporaryDirectory(prefix="srbench-") as tmp:
-        exports = _Exports(plan.gen, Path(tmp))
+        exports = _Exports(plan.gen, Path(tmp), plan.device)
         for row in plan.rows:
             if row.status == "skipped":
                 continue
             kind = _kind(row.backend, row.precision)
+            if kind == "aoti":  # one package per precision and shape
+                kind = f"aoti-{row.precision}-{row.batch}x{row.tile}"
             try:
                 engine = exports.file(kind)
                 row.size_mb = round(engine.stat().st_size / 2**20, 3)

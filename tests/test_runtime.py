@@ -70,7 +70,8 @@ def _chw(img: np.ndarray) -> np.ndarray:
 
 
 # Every CPU combination the support table allows (TensorRT is CUDA-only).
-BACKENDS = [(r.backend, r.precision, r.kind) for r in supported(device="cpu")]
+BACKENDS = [(r.backend, r.precision, r.kind) for r in supported(device="cpu")
+            if r.kind != "aoti"]  # fixed-shape packages: tests/test_aoti.py
 
 
 @pytest.mark.data
@@ -288,7 +289,7 @@ def test_quantize_rounds_and_flags_non_finite() -> None:
 
 
 @pytest.mark.parametrize("row", [r for r in support_table() if r.problem and r.device == "cpu"
-                                 and r.kind != "tensorrt"],
+                                 and r.kind not in ("tensorrt", "aoti")],
                          ids=lambda r: f"{r.backend}-{r.precision}-{r.kind}")
 def test_open_backend_refuses_what_the_support_table_refuses(
         generator_file: Path, onnx_files, row) -> None:
@@ -303,9 +304,10 @@ def test_support_table_is_complete_and_explained() -> None:
     from srgan_runtime.backends.support import support_summary
 
     rows = support_table()
-    assert len(rows) == 4 * 2 * 4 * 5
+    assert len(rows) == 5 * 2 * 4 * 6
     assert all(r.problem is None or len(r.problem) > 20 for r in rows)
-    assert {r.backend for r in supported(device="cpu")} == {"torch", "onnxruntime", "openvino"}
+    assert {r.backend for r in supported(device="cpu")} == {"torch", "onnxruntime", "openvino",
+                                                            "aoti"}
     assert {(r.precision, r.kind) for r in supported("tensorrt")} == {("fp32", "tensorrt"),
                                                                       ("fp16", "tensorrt")}
     assert len(support_summary().splitlines()) == len(NAMES)

@@ -1,5 +1,5 @@
 """Inference backends, one module each (as Polygraphy's runners): ``pytorch``, ``onnxrt``,
-``openvino``, ``tensorrt``, behind the small interface in ``base`` and chosen through the
+``openvino``, ``tensorrt``, ``aoti``, behind the small interface in ``base`` and chosen through the
 support table in ``support``. Each backend's library is imported only when it is opened, so a
 missing extra only disables that backend."""
 
@@ -20,7 +20,7 @@ __all__ = ["BACKENDS", "PRECISIONS", "Backend", "Output", "available_backends", 
 log = logging.getLogger(__name__)
 
 _MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino",
-            "tensorrt": "tensorrt"}
+            "tensorrt": "tensorrt", "aoti": "torch"}
 TORCH_HINT = ("torch is not installed: pip install 'srgan-toolkit[torch]' to run generator "
               "files, or use an ONNX file ('srexport onnx')")
 
@@ -39,6 +39,8 @@ def available_backends() -> list[str]:
 def _default_device(info: ModelInfo) -> str:
     if info.format == "tensorrt":
         return "cuda"
+    if info.format == "aoti":  # compiled for one device
+        return info.extra.get("device", "cpu")
     if info.torch_weights and installed("torch"):
         from ..core.machine import may_have_cuda
 
@@ -56,8 +58,8 @@ def _choose_backend(info: ModelInfo, device: str) -> str:
     TensorRT for a plan."""
     if info.torch_weights:
         return "torch"
-    if info.format == "tensorrt":
-        return "tensorrt"
+    if info.format in ("tensorrt", "aoti"):
+        return info.format
     if device == "cpu" and installed("openvino") and model_kind(info) in ("onnx", "onnx-int8"):
         return "openvino"  # INT8 too: 233 vs 459 ms per 128-pixel tile here (benchmarks/int8.py)
     return "onnxruntime"
@@ -159,7 +161,7 @@ def open_backend(engine: str | Path, backend: str = "auto", device: str = "auto"
         backend = _choose_backend(info, device)
     kind = model_kind(info)
     if precision == "auto":
-        if kind in ("onnx-fp16", "onnx-int8", "tensorrt"):  # the file fixes the precision
+        if kind in ("onnx-fp16", "onnx-int8", "tensorrt", "aoti"):  # the file's precision
             precision = info.precision
             choice += "precision auto: the file's"
         else:
@@ -201,6 +203,12 @@ def _construct(info: ModelInfo, backend: str, device: str, precision: str, threa
         from .openvino import OpenVinoBackend
 
         return OpenVinoBackend(info, device, precision, threads)
+    if backend == "aoti":
+        if not installed("torch"):
+            raise UserError(TORCH_HINT)
+        from .aoti import AotiBackend
+
+        return AotiBackend(info, device, precision)
     from .tensorrt import TrtBackend
 
     return TrtBackend(info, None if precision == "fp32" else precision)

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 from ..core.modelinfo import ModelInfo
 
-BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt", "aoti")
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # What a model file is to a backend: the format, with an ONNX file's stored precision.
-MODEL_KINDS = ("generator", "onnx", "onnx-fp16", "onnx-int8", "tensorrt")
+MODEL_KINDS = ("generator", "onnx", "onnx-fp16", "onnx-int8", "tensorrt", "aoti")
 INT8_HOW = "export an INT8 ONNX with 'srexport onnx --int8 --calibration DIR'"
 
 # The file each backend needs, and how to make one.
@@ -22,6 +22,7 @@ _NEEDS = {
     "onnxruntime": ("onnx", "export one with 'srexport onnx'"),
     "openvino": ("onnx", "export one with 'srexport onnx'"),
     "tensorrt": ("tensorrt", "build one with 'srexport trt'"),
+    "aoti": ("aoti", "compile one with 'srexport aoti'"),
 }
 
 
@@ -68,6 +69,12 @@ def support_problem(backend: str, device: str, precision: str, kind: str) -> str
             return "the openvino backend runs on --device cpu here"
         if precision == "fp16":
             return "OpenVINO on the CPU computes in fp32 or bf16: use --precision bf16"
+        return None
+    if backend == "aoti":
+        if precision == "int8":
+            return "AOTInductor packages are fp32, bf16 or fp16 (as compiled)"
+        if dev == "cpu" and precision == "fp16":
+            return "PyTorch has no fast fp16 on the CPU: compile a bf16 (or fp32) package"
         return None
     # tensorrt
     if dev != "cuda":

@@ -28,11 +28,15 @@ from .generator import (
 from .manifest import ENGINE_SUFFIXES, read_manifest
 
 ONNX_FORMAT = "srgan-toolkit/onnx"
-FORMATS = ("generator", "checkpoint", "onnx", "tensorrt")
+FORMATS = ("generator", "checkpoint", "onnx", "tensorrt", "aoti")
 # Formats whose weights PyTorch runs (a checkpoint: another project's, read by spandrel).
 TORCH_FORMATS = ("generator", "checkpoint")
 # What a file stores its body in (inputs/outputs are float32 in every case).
-STORED_PRECISIONS = ("fp32", "fp16", "int8")
+STORED_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+# What an AOTInductor package can be compiled in (fp16 on CUDA only).
+AOTI_PRECISIONS = ("fp32", "fp16", "bf16")
+AOTI_SUFFIX = ".pt2"
+_AOTI_META_MAX = 1 << 20  # bytes of a package's metadata member read
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
 
 MAX_SCALE = 16
@@ -54,7 +58,7 @@ class ModelInfo:
     """
 
     scale: int
-    format: str = "onnx"  # generator | checkpoint | onnx | tensorrt
+    format: str = "onnx"  # generator | checkpoint | onnx | tensorrt | aoti
     arch: str = "unknown"
     preset: str = "unknown"
     channels: int = 3  # input channels
@@ -287,8 +291,10 @@ def model_format(path: Path) -> str:
         return "onnx"
     if suffix in ENGINE_SUFFIXES:
         return "tensorrt"
+    if suffix == AOTI_SUFFIX:
+        return "aoti"
     raise UserError(f"{path}: unknown model type (expected .safetensors, .pth, .pt, .ckpt, "
-                    ".onnx or .plan)")
+                    ".onnx, .plan or .pt2)")
 
 
 def _is_generator_file(path: Path) -> bool:
@@ -318,6 +324,8 @@ def describe(spec: str | Path, scale: int | None = None) -> ModelInfo:
         info = ModelInfo(**describe_checkpoint(path)).validate(path)  # type: ignore[arg-type]
     elif kind == "onnx":
         info = _describe_onnx(path, scale)
+    elif kind == "aoti":
+        info = _describe_aoti(path)
     else:
         info = _describe_engine(path)
     if scale is not None and scale != info.scale:
@@ -415,6 +423,35 @@ def _describe_engine(path: Path) -> ModelInfo:
     return replace(base, precision=m.precision, static_shape=static, channels=prof["opt"][1],
                    min_input_size=max(base.min_input_size, *prof["min"][2:]),
                    extra=extra).validate(path)
+
+
+def _describe_aoti(path: Path) -> ModelInfo:
+    """An AOTInductor package's description, from the metadata ``srexport aoti`` stored in it
+    (a JSON member of the zip archive; read without torch and without loading its code)."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = [i for i in z.infolist() if i.filename.endswith("wrapper_metadata.json")]
+            if not members:
+                raise UserError(f"{path}: not an AOTInductor package (no model metadata)")
+            if members[0].file_size > _AOTI_META_MAX:
+                raise UserError(f"{path}: package metadata is implausibly large")
+            with z.open(members[0]) as f:
+                props = json.loads(f.read(_AOTI_META_MAX + 1))
+    except (OSError, zipfile.BadZipFile, ValueError, KeyError) as exc:
+        raise UserError(f"{path}: not a readable AOTInductor package "
+                        f"({first_line(exc)})") from None
+    if not isinstance(props, dict) or not all(isinstance(v, str) for v in props.values()):
+        raise UserError(f"{path}: package metadata is not a table of strings")
+    if props.get("format") != ONNX_FORMAT:
+        raise UserError(f"{path}: not a package made by 'srexport aoti' (no model description)")
+    info = ModelInfo.from_props(props, path, format="aoti")
+    if info.precision not in AOTI_PRECISIONS or info.static is None:
+        raise UserError(f"{path}: package metadata lacks its precision or fixed shape")
+    keys = ("device", "torch_version", "AOTI_CPU_ISA", "AOTI_COMPUTE_CAPABILITY")
+    return replace(info, extra={k: props.get(k, "") for k in keys})
 
 
 def resolve_generator(spec: str | Path) -> Path:
