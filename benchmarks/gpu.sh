@@ -1,27 +1,29 @@
 #!/usr/bin/env bash
-# One GPU session in one call (about 8 minutes): on a CUDA machine with torch, onnx, onnxruntime,
-# numpy, pillow, click, pytest and no network,
+# One GPU session in one call, on a CUDA machine with torch, triton, onnx, onnxruntime, numpy,
+# pillow, click, pytest and no network. Default (about 8 minutes):
 #   1. install this tree without an index and record the machine;
-#   2. start two time-limited `srtrain fit` runs on the GPU (x4, T91 + BSD200 + General100,
-#      validated on Set5): `large` from scratch, and `medium` continued from the bundled `fast`
-#      (on 2026-11-26 that run continued the then-default `medium`, which is now `fast`);
-#   3. meanwhile run the CUDA tests (pytest -m "cuda or trt");
-#   4. after training, with the GPU to itself, srbench (torch fp32/bf16/fp16 on CUDA) of the
-#      bundled default and the new large generator;
-#   5. pack logs and run folders (generators, curves, configs; no optimizer state) into
-#      OUTDIR/results.tar, refreshed after every stage so that a cut-off run still returns some.
+#   2. the CUDA tests (pytest -m "cuda or trt": parity of the bundled model tiled on the GPU,
+#      the sub-pixel tail rewrite, compiled and AOTInductor paths, OOM recovery, training);
+#   3. benchmarks/gpu_kernels.py: per-tile latency of eager fp32/fp16/bf16, torch.compile,
+#      CUDA graphs, max-autotune and AOTInductor across tile {128,256,512} x batch {1,8,32},
+#      CUDA events, parity against CPU fp32, % of the measured fp16 matmul rate (compiled rows
+#      while KERNEL_BUDGET seconds last, default 300);
+#   4. pack logs into OUTDIR/results.tar, refreshed after every stage.
+# TRAIN=1 instead runs the training session of 2026-11-26 (two time-limited `srtrain fit` runs
+# on T91 + BSD200 + General100 validated on Set5, the CUDA tests beside them, srbench after).
 #
 #   bash benchmarks/gpu.sh OUTDIR [DATA_DIR]
 #
 # Through the device tool, the data travels as an ignored folder named in `carry` (here
 # `.gpudata`: T91, BSD200, General100_partial50 HR as lossless WebP, 53 MB, to fit the 64 MiB
-# transfer limit; Set5 HR + LR_bicubic X2/X4; site/png.py), never committed.
+# transfer limit; Set5 HR + LR_bicubic X2/X4; site/png.py), never committed. The default mode
+# needs only Set5.
 #
 # DATA_DIR (default $SR_DATA_DIR or ../shared/data) holds the image sets; a `site/` folder in it,
 # if present, goes on PYTHONPATH (pure-Python packages the machine lacks, e.g. pypng).
-# TRAIN_MINUTES (default 6.5) is each run's --time-limit; ONLY_X2=1 trains one `large` x2 model
-# instead (patch 96), with no tests or benchmarks; DEVICE (default cuda) allows a dry run on
-# a CPU machine with tiny settings: DEVICE=cpu TRAIN_MINUTES=0.3 PRESET_A=tiny PRESET_B=tiny ...
+# TRAIN_MINUTES (default 6.5) is each training run's --time-limit; ONLY_X2=1 trains one `large`
+# x2 model instead (patch 96); DEVICE (default cuda) allows a dry run on a CPU machine with tiny
+# settings: DEVICE=cpu TILES=16 BATCHES=1 PATHS=eager-fp32 bash benchmarks/gpu.sh /tmp/out
 set -uo pipefail
 out=$(realpath -m "${1:?usage: bash benchmarks/gpu.sh OUTDIR [DATA_DIR]}")
 data=$(realpath "${2:-${SR_DATA_DIR:-../shared/data}}")
@@ -64,6 +66,24 @@ python3 -m pip install --no-index --no-deps --no-build-isolation --target "$work
 export PYTHONPATH="$work/site:$data/site${PYTHONPATH:+:$PYTHONPATH}"
 export PATH="$work/site/bin:$PATH" SR_DATA_DIR="$data" PYTHONUNBUFFERED=1
 pack
+
+if [ "${TRAIN:-}" != 1 ] && [ "${ONLY_X2:-}" != 1 ]; then
+  log "CUDA tests"
+  timeout "${TEST_SECONDS:-240}" python3 -m pytest -q -s -m "cuda or trt" tests \
+    -p no:cacheprovider -rA > "$work/logs/pytest-cuda.txt" 2>&1
+  log "pytest exit $? : $(tail -1 "$work/logs/pytest-cuda.txt")"
+  pack
+  log "kernels: eager, compiled, CUDA graphs, autotune, AOTInductor on $device"
+  timeout "${KERNEL_SECONDS:-420}" python3 benchmarks/gpu_kernels.py "$work/logs/kernels" \
+    --device "$device" --tiles "${TILES:-128,256,512}" --batches "${BATCHES:-1,8,32}" \
+    ${PATHS:+--paths "$PATHS"} --budget-s "${KERNEL_BUDGET:-300}" \
+    > "$work/logs/kernels.log" 2>&1
+  log "gpu_kernels exit $?"
+  rm -rf "$work/logs/kernels/packages" "$work/logs/kernels/inductor-cache"
+  cp "$work/logs/kernels/gpu_kernels.json" "$work/logs/kernels/gpu_kernels.txt" "$out/" 2>/dev/null
+  tail -3 "$work/logs/kernels.log" | tee -a "$out/harness.log"
+  pack; log "done"; exit 0
+fi
 
 fit() {  # name, then srtrain fit options
   local name=$1; shift

@@ -82,3 +82,25 @@ def test_foreign_script(tmp_path: Path) -> None:
     res = json.loads(out.read_text())
     assert res["works"][0]["loads"] and res["works"][0]["onnx_fp32"].startswith("dynamic")
     assert res["speed"][0]["gflops"] > 0 and res["speed"][0]["gmacs_per_lr_mp"] > 0
+
+
+def test_gpu_kernels_script_dry_run_on_the_cpu(tmp_path: Path) -> None:
+    """The GPU harness's row loop, parity and summary, with eager fp32 on the CPU (the compiled
+    paths it times are tested in tests/test_compile.py and tests/test_aoti.py)."""
+    from srgan_train.archs import build_generator
+    from srgan_train.checkpoint import save_generator
+    from srgan_train.config import preset_config
+
+    gen = tmp_path / "tiny.safetensors"
+    save_generator(build_generator(preset_config("tiny", 4)).eval(), gen, preset="tiny", step=0)
+    r = subprocess.run([sys.executable, str(HERE / "gpu_kernels.py"), str(tmp_path / "out"),
+                        "--device", "cpu", "--model", str(gen), "--tiles", "16",
+                        "--batches", "1,2", "--paths", "eager-fp32"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "out" / "gpu_kernels.json").read_text())
+    assert [(row["tile"], row["batch"], row["status"]) for row in res["rows"]] == \
+        [(16, 1, "ok"), (16, 2, "ok")]
+    assert all(row["parity_db"] == float("inf") or row["parity_db"] > 90 for row in res["rows"])
+    assert res["summary"]["speedup_vs_eager_fp32"] == 1.0
+    assert (tmp_path / "out" / "gpu_kernels.txt").read_text().count("eager-fp32   ") == 2

@@ -164,3 +164,61 @@ def test_srrun_folder_on_cuda_fp16(tmp_path: Path) -> None:
     for name, img in _set5_lr()[:5]:
         got = load_rgb(out / f"{name}_x4.png")
         assert psnr(ref.upscale(img), got) >= 45, name
+
+
+@pytest.mark.parametrize(("preset", "scale"), [("large", 4), ("large", 2), ("medium", 3)])
+def test_subpixel_tail_on_cuda(preset: str, scale: int) -> None:
+    """The tail rewrite (the runtime's network on every device) computes the original function
+    with cuDNN's kernels too: fp32 without TF32 to 1e-4, fp16 autocast within the fp16 gate."""
+    import torch
+
+    from srgan_train.archs import build_generator, subpixel_tail
+    from srgan_train.config import preset_config
+
+    torch.manual_seed(3)
+    g = build_generator(preset_config(preset, scale)).eval()
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    h = subpixel_tail(g).eval().cuda()
+    g = g.cuda()
+    x = torch.rand(2, 3, 45, 61, device="cuda")
+    old = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.inference_mode():
+            a, b = g(x), h(x)
+            with torch.autocast("cuda", dtype=torch.float16):
+                c = h(x).float()
+    finally:
+        torch.backends.cudnn.allow_tf32 = old
+    assert (a - b).abs().max().item() < 1e-4
+    q = [np.clip(np.rint(t.cpu().numpy() * 255), 0, 255).astype(np.uint8) for t in (a, c)]
+    print(f"{preset} x{scale}: fp32 max|d| {(a - b).abs().max().item():.2e}, fp16 "
+          f"{psnr(q[0][0].transpose(1, 2, 0), q[1][0].transpose(1, 2, 0)):.1f} dB")
+    assert psnr(q[0][0].transpose(1, 2, 0), q[1][0].transpose(1, 2, 0)) >= 45
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("mode", ["reduce-overhead", "aoti"])
+def test_compiled_paths_on_cuda_match_cpu_fp32(mode: str, tmp_path: Path) -> None:
+    """torch.compile with CUDA graphs, and an AOTInductor package, in fp16, tiled (full tiles
+    only), against whole-image CPU fp32."""
+    ref = Upscaler(backend="torch", device="cpu", precision="fp32", tile=0)
+    if mode == "aoti":
+        from srgan_export.aoti import AotiOptions, export_aoti
+        from srgan_runtime.core.modelinfo import default_model
+
+        pkg = tmp_path / "default-fp16.pt2"
+        _, report = export_aoti(default_model(), pkg, AotiOptions(
+            device="cuda", precision="fp16", tile=128, batch=8))
+        assert report.passed, report.lines()
+        gpu = Upscaler(pkg, seamless=True)
+    else:
+        gpu = Upscaler(backend="torch", device="cuda", precision="fp16", tile=128, batch=8,
+                       seamless=True, compile=mode)
+    assert (gpu.tile, gpu.batch) == (128, 8)
+    for name, img in _set5_lr():
+        p = psnr(ref.upscale(img), gpu.upscale(img))
+        print(f"{mode} fp16 {name}: {p:.2f} dB")
+        assert p >= 45, name

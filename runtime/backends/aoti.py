@@ -83,12 +83,16 @@ class AotiBackend(Backend):
         if (x.shape[0], x.shape[2], x.shape[3]) != want:
             raise UserError(f"{self.info.path}: the package takes {want[0]}x{want[1]}x{want[2]} "
                             f"batches only, not {x.shape[0]}x{x.shape[2]}x{x.shape[3]}")
-        x = x.contiguous(memory_format=torch.channels_last)  # as compiled
-        with torch.inference_mode():
-            y = self._run_package(x)
         from ..core.fitting import unfit_output
 
-        return unfit_output(y.float(), shape, self.scale)
+        return unfit_output(self.forward_device(x), shape, self.scale)
+
+    def forward_device(self, x):
+        """The package on an NCHW float32 tensor of its fixed shape, already on the device."""
+        torch = self._torch
+        x = x.contiguous(memory_format=torch.channels_last)  # as compiled
+        with torch.inference_mode():
+            return self._run_package(x).float()
 
     def _fitted_run(self, batch: np.ndarray) -> np.ndarray:
         return self._forward(batch).cpu().numpy()

@@ -130,26 +130,31 @@ class TorchBackend(Backend):
         self.compile_seconds = time.perf_counter() - t0
         return self.compile_seconds
 
-    def _forward(self, batch: np.ndarray):
+    def forward_device(self, x):
+        """The network (compiled, under autocast, as configured) on an NCHW float32 tensor
+        already on the device and fitted; float32 out, on the device."""
         torch = self._torch
-        fitted, shape = self.fit(batch)
-        x = torch.from_numpy(np.ascontiguousarray(fitted, dtype=np.float32)).to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             if self.compile_mode is None:
-                y = self._fn(x)
-            else:
-                import torch._inductor.config as inductor
+                return self._fn(x).float()
+            import torch._inductor.config as inductor
 
-                # Frozen weights: constant-folded and prepacked for the CPU's kernels
-                # (inference only, which this is).
-                with inductor.patch(freezing=True):
-                    y = self._fn(x)
-                if self._dev_type == "cuda" and self.compile_mode in (
-                        "reduce-overhead", "max-autotune"):
-                    y = y.clone()  # CUDA graphs reuse their output buffer on the next replay
-            return unfit_output(y.float(), shape, self.scale)
+            # Frozen weights: constant-folded and prepacked for the CPU's kernels (inference
+            # only, which this is).
+            with inductor.patch(freezing=True):
+                y = self._fn(x)
+            if self._dev_type == "cuda" and self.compile_mode in ("reduce-overhead",
+                                                                  "max-autotune"):
+                y = y.clone()  # CUDA graphs reuse their output buffer on the next replay
+            return y.float()
+
+    def _forward(self, batch: np.ndarray):
+        torch = self._torch
+        fitted, shape = self.fit(batch)
+        x = torch.from_numpy(np.ascontiguousarray(fitted, dtype=np.float32)).to(self.device)
+        return unfit_output(self.forward_device(x), shape, self.scale)
 
     def _fitted_run(self, batch: np.ndarray) -> np.ndarray:
         return self._forward(batch).float().cpu().numpy()
