@@ -166,6 +166,7 @@ class TrtRunner:
         self.stream = torch.cuda.Stream() if self._cuda else None
         self._scratch = None  # the context's activation memory (USER_MANAGED)
         self._staging: dict[tuple, Any] = {}
+        self._copied = None  # event: the last host-to-device copy has left the staging buffer
         self._torch = torch
 
     def _activation_bytes(self) -> int:
@@ -234,12 +235,16 @@ class TrtRunner:
         """A host batch on the device, through a pinned buffer, copied on the runner's
         stream."""
         torch = self._torch
+        if self._copied is not None:
+            self._copied.synchronize()  # the last copy out of the staging buffer is done
         host = self._pinned("in", tuple(batch.shape), torch.float32)
         host.numpy()[...] = batch
         if not self._cuda:
             return host.clone()
         with torch.cuda.stream(self.stream):
             x = host.to(self.device, non_blocking=True)
+            self._copied = torch.cuda.Event()
+            self._copied.record(self.stream)
         torch.cuda.current_stream().wait_stream(self.stream)
         x.record_stream(torch.cuda.current_stream())
         return x
