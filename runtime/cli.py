@@ -171,6 +171,41 @@ def models(model: str | None, as_json: bool) -> None:
                    f"{path}{onnx}")
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on (0.0.0.0 exposes it to the network).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--model", "--engine", "models", multiple=True,
+              help="A model to offer (repeatable) [default: every bundled model].")
+@click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default="auto",
+              show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda")
+@click.option("--precision", type=click.Choice(["auto", *PRECISIONS]), default="auto",
+              show_default=True)
+@click.option("--tile", type=click.IntRange(0), default=256, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Images upscaled at once.")
+@click.option("--queue", type=click.IntRange(1, 10000), default=8, show_default=True,
+              help="Images queued or running before new ones get 429 (busy).")
+@click.option("--max-upload-mb", type=FiniteFloat(0, lo_open=True), default=20.0,
+              show_default=True)
+@click.option("--max-pixels", type=click.IntRange(1), default=4_000_000, show_default=True,
+              help="Input pixels per image.")
+@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="HTTP threads (waitress).")
+def serve(host: str, port: int, models: tuple[str, ...], backend: str, device: str,
+          precision: str, tile: int, workers: int, queue: int, max_upload_mb: float,
+          max_pixels: int, threads: int) -> None:
+    """Serve the upload / upscale / download page and its JSON API (POST /api/upscale,
+    GET /api/models, GET /healthz) with waitress, on loopback by default."""
+    from .serve.app import ServeConfig
+    from .serve.app import serve as run_server
+
+    run_server(ServeConfig(models=models, backend=backend, device=device, precision=precision,
+                           tile=tile, workers=workers, queue=queue, max_upload_mb=max_upload_mb,
+                           max_pixels=max_pixels), host=host, port=port, threads=threads)
+
+
 def main() -> None:
     cli(prog_name="srrun")
 

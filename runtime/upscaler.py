@@ -7,7 +7,7 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ class _Job:
     tile: int
     pending: int
     stats: UpscaleStats
+    on_tile: Callable[[Any, int, int], None] | None = None  # (key, tiles done, tiles in all)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -230,16 +231,18 @@ class Upscaler:
                     f"{free / 2**30:.1f} GiB of memory is available")
         return None
 
-    def upscale_many(self, items: Iterable[tuple[Any, Picture]]
+    def upscale_many(self, items: Iterable[tuple[Any, Picture]],
+                     on_tile: Callable[[Any, int, int], None] | None = None
                      ) -> Iterator[tuple[Any, Picture | None, UpscaleStats]]:
         """Upscale a stream of ``(key, picture)``; tiles of consecutive pictures share batches.
         Yields ``(key, result, stats)`` in input order as each picture completes; a picture
         that failed yields ``result`` None with ``stats.error`` saying why, and the stream
-        goes on."""
+        goes on. ``on_tile(key, done, total)`` is called as each tile of a picture lands."""
         queue: list[tuple[_Job, Tile, int]] = []  # (job, tile, plane index)
         jobs: list[_Job] = []
         for key, pic in items:
             job = self._start(key, pic)
+            job.on_tile = on_tile
             jobs.append(job)
             queue += self._tiles_of(job)
             while len(queue) >= self.batch:
@@ -272,6 +275,7 @@ class Upscaler:
                     job.pending = 0
                     continue
                 fresh = self._start(job.key, job.pic)
+                fresh.on_tile = job.on_tile
                 fresh.stats.oom_retries = job.stats.oom_retries + 1
                 fresh.stats.warnings = [*job.stats.warnings, msg]
                 jobs[k] = fresh
@@ -423,6 +427,8 @@ class Upscaler:
         for k, (job, t, i) in enumerate(group):
             paste(job.canvases[i], pixels[k], t, self.scale)
             job.pending -= 1
+            if job.on_tile is not None:
+                job.on_tile(job.key, job.stats.tiles - job.pending, job.stats.tiles)
 
     def _recompute_fp32(self, group, bad: list[int], bits: int, pixels: np.ndarray):
         """Recompute tiles that came out NaN/Inf in fp32; where there is no fp32 fallback, or

@@ -1,0 +1,314 @@
+"""The Flask application behind ``srrun serve``: the page (static files served by the app, no
+external resource), a JSON/HTTP API, and the safety rules: uploads are bounded in bytes and
+pixels before decoding, decoded from a private temporary file with a random name (removed
+whatever happens), results live under random ids in memory (expiring, size-capped), inference
+runs on a bounded queue, and every error is JSON with a meaningful status (400 bad image, 413
+too large, 429 queue full, 500 only for the server's own faults)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import threading
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import ImageError, SkippedImage, UserError
+from .jobs import Job, JobQueue, QueueFull
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+# Output formats: the file extension and MIME type for each writer format.
+MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
+_FROM_PILLOW = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """What ``srrun serve`` exposes and how much it accepts."""
+
+    models: tuple[str, ...] = ()  # names or paths; empty: every bundled model
+    backend: str = "auto"
+    device: str = "auto"
+    precision: str = "auto"
+    tile: int = 256
+    workers: int = 1  # inference threads
+    queue: int = 8  # jobs queued or running before 429
+    max_upload_mb: float = 20.0
+    max_pixels: int = 4_000_000  # input pixels
+    max_output_pixels: int = 64_000_000
+    result_ttl: float = 600.0  # seconds a finished result is kept
+    max_result_mb: int = 512
+    wait_seconds: float = 600.0  # POST /api/upscale waits this long for its result
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+def safe_stem(name: str | None) -> str:
+    """A download name from the client's file name: its last path part, without extension,
+    reduced to letters, digits, ``._-`` (never used as a path)."""
+    base = re.split(r"[\\/]", name or "")[-1]
+    stem = base.rsplit(".", 1)[0] if "." in base else base
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")[:60]
+    return stem or "image"
+
+
+class Models:
+    """The models on offer, opened on first use (the default one at start)."""
+
+    def __init__(self, config: ServeConfig, factory=None) -> None:
+        from ..core.modelinfo import bundled_models, describe, resolve_model
+
+        specs = config.models or tuple(bundled_models())
+        self.paths: dict[str, Path] = {}
+        for spec in specs:
+            path = resolve_model(spec)
+            name = spec if spec in bundled_models() else safe_stem(path.name)
+            self.paths[name] = path
+        if not self.paths:
+            raise UserError("no model to serve: pass --model (this build has no bundled model)")
+        self.info = {n: describe(p) for n, p in self.paths.items()}
+        self.default = next(iter(self.paths))
+        self._factory = factory or (lambda path: _upscaler(path, config))
+        self._open: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str):
+        with self._lock:
+            if name not in self._open:
+                self._open[name] = self._factory(self.paths[name])
+            return self._open[name]
+
+    def listing(self) -> list[dict[str, Any]]:
+        return [{"name": n, "scale": i.scale, "arch": i.arch, "preset": i.preset,
+                 "summary": i.summary(), "default": n == self.default}
+                for n, i in self.info.items()]
+
+
+def _upscaler(path: Path, config: ServeConfig):
+    from ..upscaler import Upscaler
+
+    return Upscaler(path, backend=config.backend, device=config.device,
+                    precision=config.precision, tile=config.tile,
+                    max_output_pixels=config.max_output_pixels)
+
+
+def create_app(config: ServeConfig | None = None, factory=None):
+    """The Flask app. ``factory(path) -> Upscaler`` replaces how models are opened (tests)."""
+    from flask import Flask, jsonify, request, send_from_directory
+    from werkzeug.exceptions import HTTPException
+
+    config = config or ServeConfig()
+    models = Models(config, factory)
+    models.get(models.default)  # the first request should not pay for opening it
+    upload_dir = tempfile.mkdtemp(prefix="srrun-serve-")
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = int(config.max_upload_mb * (1 << 20))
+    app.config["MAX_FORM_MEMORY_SIZE"] = 64 << 10  # the form's text fields, not the file
+    app.config["TRAP_HTTP_EXCEPTIONS"] = False
+
+    def run(job: Job) -> None:
+        picture = job.payload
+        up = models.get(job.model)
+
+        def on_tile(_key, done: int, total: int) -> None:
+            job.done, job.total = done, total
+
+        ((_, out, stats),) = list(up.upscale_many([(job.id, picture)], on_tile=on_tile))
+        if out is None:
+            job.error, job.status = stats.error or "upscaling failed", 422
+            return
+        from ..core.imageio import encode_image
+
+        fmt = {v: k for k, v in MIME.items()}[job.mime]
+        job.result = encode_image(out if fmt == "png" or out.bits == 8 else _eight(out), fmt)
+        job.size = (out.width, out.height)
+
+    queue = JobQueue(run, config.workers, config.queue, config.result_ttl,
+                     config.max_result_mb << 20)
+    app.extensions["srgan"] = {"models": models, "queue": queue, "upload_dir": upload_dir}
+
+    def accept() -> Job:
+        """Check and decode the upload; a Job ready for the queue, or an ApiError."""
+        from PIL import Image, UnidentifiedImageError
+
+        from ..core.imageio import load_image
+
+        upload = request.files.get("image")
+        if upload is None:
+            raise ApiError(400, "no image: send the file as the multipart field 'image'")
+        name = request.form.get("model") or models.default
+        if name not in models.paths:
+            raise ApiError(400, f"unknown model {name[:40]!r} (see /api/models)")
+        want = request.form.get("format", "png")
+        if want not in ("png", "input"):
+            raise ApiError(400, "format must be png or input")
+        data = upload.read()
+        if not data:
+            raise ApiError(400, "the uploaded file is empty")
+        try:
+            with Image.open(BytesIO(data)) as im:  # the header only: size before pixels
+                (w, h), fmt_in = im.size, im.format
+        except Image.DecompressionBombError:
+            raise ApiError(413, f"over the limit of {config.max_pixels:,} pixels") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            raise ApiError(400, "not an image (or in a format this server cannot read)") from None
+        if w * h > config.max_pixels:
+            raise ApiError(413, f"{w}x{h} is {w * h:,} pixels, over the limit of "
+                                f"{config.max_pixels:,}")
+        problem = models.get(name).size_problem(w, h)
+        if problem:
+            raise ApiError(413, f"{w}x{h}: {problem}")
+        fd, tmp = tempfile.mkstemp(dir=upload_dir, suffix=".upload")  # a random name
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            picture = load_image(Path(tmp), config.max_pixels)
+        except SkippedImage as exc:
+            raise ApiError(400, exc.reason) from None
+        except ImageError as exc:  # the message would name the temporary file: reason only
+            big = "bomb" in exc.reason or "pixels" in exc.reason
+            raise ApiError(413 if big else 400, exc.reason) from None
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        fmt = _FROM_PILLOW.get(fmt_in or "", "png") if want == "input" else "png"
+        if fmt == "jpg" and picture.alpha is not None:
+            fmt = "png"  # JPEG has no alpha
+        scale = models.info[name].scale
+        return Job(model=name, filename=f"{safe_stem(upload.filename)}_x{scale}.{fmt}",
+                   mime=MIME[fmt], payload=picture)
+
+    def submit(job: Job) -> Job:
+        try:
+            return queue.submit(job)
+        except QueueFull:
+            raise ApiError(429, f"busy: {queue.capacity} images are queued or running; "
+                                "retry shortly", {"Retry-After": "5"}) from None
+
+    def image_response(job: Job, download: bool):
+        from flask import Response
+
+        disposition = "attachment" if download else "inline"
+        return Response(job.result, mimetype=job.mime, headers={
+            "Content-Disposition": f'{disposition}; filename="{job.filename}"',
+            "X-Job-Id": job.id, "Cache-Control": "no-store"})
+
+    @app.after_request
+    def headers(resp):
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Content-Security-Policy",
+                                "default-src 'self'; img-src 'self' blob: data:; "
+                                "style-src 'self'; script-src 'self'; frame-ancestors 'none'")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        return resp
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError):
+        return jsonify(error=exc.message), exc.status, exc.headers
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        message = {413: f"upload over the limit of {config.max_upload_mb:g} MB"}.get(
+            exc.code or 0, exc.description or exc.name)
+        return jsonify(error=message), exc.code or 500
+
+    @app.errorhandler(Exception)
+    def internal_error(exc: Exception):
+        log.exception("internal error")
+        return jsonify(error=f"internal error ({type(exc).__name__}); see the server log"), 500
+
+    @app.get("/")
+    def index():
+        return send_from_directory(STATIC, "index.html")
+
+    @app.get("/static/<path:name>")
+    def static_file(name: str):
+        if name not in ("app.js", "app.css"):  # a fixed set: nothing else is looked up
+            raise ApiError(404, "not found")
+        return send_from_directory(STATIC, name)
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok", models=list(models.paths), active=queue.active,
+                       capacity=queue.capacity)
+
+    @app.get("/api/models")
+    def api_models():
+        return jsonify(models=models.listing(), max_upload_mb=config.max_upload_mb,
+                       max_pixels=config.max_pixels)
+
+    @app.post("/api/upscale")
+    def api_upscale():
+        job = submit(accept())
+        job.future.exception(timeout=config.wait_seconds)  # raises TimeoutError if too long
+        if job.error:
+            raise ApiError(job.status, job.error)
+        return image_response(job, download=request.args.get("download") == "1")
+
+    @app.post("/api/jobs")
+    def api_jobs():
+        job = submit(accept())
+        return jsonify(job.to_dict()), 202, {"Location": f"/api/jobs/{job.id}"}
+
+    @app.get("/api/jobs/<job_id>")
+    def api_job(job_id: str):
+        job = queue.get(job_id)
+        if job is None:
+            raise ApiError(404, "no such job (unknown, or its result expired)")
+        return jsonify(job.to_dict())
+
+    @app.get("/api/jobs/<job_id>/result")
+    def api_result(job_id: str):
+        job = queue.get(job_id)
+        if job is None:
+            raise ApiError(404, "no such job (unknown, or its result expired)")
+        if job.state in ("queued", "running"):
+            raise ApiError(409, f"not ready: {job.state}")
+        if job.error or job.result is None:
+            raise ApiError(job.status if job.error else 404, job.error or "no result")
+        return image_response(job, download=request.args.get("download") == "1")
+
+    return app
+
+
+def _eight(pic):
+    from ..core.imageio import to_8bit
+
+    return to_8bit(pic)
+
+
+def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
+          threads: int = 8) -> None:
+    """Run the app under waitress (a production WSGI server; never Flask's debug server)."""
+    try:
+        from waitress import serve as waitress_serve
+    except ImportError:
+        raise UserError("srrun serve needs the [serve] extra: pip install "
+                        "'srgan-toolkit[serve]'") from None
+    app = create_app(config)
+    log.info("serving %s on http://%s:%d/ (%d models, %d worker(s), queue %d)",
+             ", ".join(app.extensions["srgan"]["models"].paths), host, port, len(
+                 app.extensions["srgan"]["models"].paths), config.workers, config.queue)
+    try:
+        waitress_serve(app, host=host, port=port, threads=threads, ident="srrun")
+    finally:
+        app.extensions["srgan"]["queue"].shutdown()
+        _remove_dir(app.extensions["srgan"]["upload_dir"])
+
+
+def _remove_dir(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+__all__ = ["ApiError", "ServeConfig", "create_app", "safe_stem", "serve"]
