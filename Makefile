@@ -11,7 +11,7 @@ EXTRAS ?= test,torch,onnx,openvino,serve
 SPANDREL_SPEC ?= spandrel==0.4.2
 # The runtime-only environment: no torch, proves that srrun deploys without it.
 RT_VENV ?= .venv-runtime
-RT_EXTRAS ?= onnx,openvino
+RT_EXTRAS ?= onnx,openvino,serve
 DEMO ?= demo-out
 MACHINE ?= $(shell $(BIN)/python -m srgan_runtime.core.machine --slug 2>/dev/null || echo cpu)
 

@@ -191,11 +191,12 @@ def models(model: str | None, as_json: bool) -> None:
               show_default=True)
 @click.option("--max-pixels", type=click.IntRange(1), default=4_000_000, show_default=True,
               help="Input pixels per image.")
-@click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True,
-              help="HTTP threads (waitress).")
+@click.option("--threads", type=click.IntRange(1, 256), default=None,
+              help="HTTP threads (waitress) [default: --queue + 4, so that requests over the "
+                   "queue are answered 429 at once rather than left waiting].")
 def serve(host: str, port: int, models: tuple[str, ...], backend: str, device: str,
           precision: str, tile: int, workers: int, queue: int, max_upload_mb: float,
-          max_pixels: int, threads: int) -> None:
+          max_pixels: int, threads: int | None) -> None:
     """Serve the upload / upscale / download page and its JSON API (POST /api/upscale,
     GET /api/models, GET /healthz) with waitress, on loopback by default."""
     from .serve.app import ServeConfig
@@ -203,7 +204,8 @@ def serve(host: str, port: int, models: tuple[str, ...], backend: str, device: s
 
     run_server(ServeConfig(models=models, backend=backend, device=device, precision=precision,
                            tile=tile, workers=workers, queue=queue, max_upload_mb=max_upload_mb,
-                           max_pixels=max_pixels), host=host, port=port, threads=threads)
+                           max_pixels=max_pixels), host=host, port=port,
+               threads=threads or queue + 4)
 
 
 def main() -> None:

@@ -172,3 +172,21 @@ def test_stored_reference_is_still_what_pytorch_computes() -> None:
     with Image.open(REF / "lr_default_x4_torch_fp32.png") as im:
         ref = np.asarray(im)
     assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+
+
+@needs_ort
+def test_serve_app_without_torch() -> None:
+    """`srrun serve`'s app with the bundled default through its ONNX copy, torch hidden."""
+    if importlib.util.find_spec("flask") is None:
+        pytest.skip("the [serve] extra (flask, waitress) is not installed")
+    r = _python(
+        "import io, numpy as np; from PIL import Image\n"
+        "from srgan_runtime.serve.app import ServeConfig, create_app\n"
+        "app = create_app(ServeConfig(models=('default',), backend='onnxruntime'))\n"
+        "buf = io.BytesIO(); Image.fromarray(np.full((20, 24, 3), 99, np.uint8)).save(buf, 'PNG')\n"
+        "r = app.test_client().post('/api/upscale', data={'image': (io.BytesIO(buf.getvalue()),"
+        " 'a.png')}, content_type='multipart/form-data')\n"
+        "import sys; assert 'torch' not in [m for m in sys.modules if sys.modules[m]]\n"
+        "print(r.status_code, Image.open(io.BytesIO(r.data)).size)\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[-2] == "200 (96, 80)"

@@ -232,9 +232,13 @@ def create_app(config: ServeConfig | None = None, factory=None):
 
     @app.get("/static/<path:name>")
     def static_file(name: str):
-        if name not in ("app.js", "app.css"):  # a fixed set: nothing else is looked up
+        if name not in ("app.js", "app.css", "icon.svg"):  # a fixed set, nothing else
             raise ApiError(404, "not found")
         return send_from_directory(STATIC, name)
+
+    @app.get("/favicon.ico")
+    def favicon():
+        return send_from_directory(STATIC, "icon.svg", mimetype="image/svg+xml")
 
     @app.get("/healthz")
     def healthz():
