@@ -180,6 +180,19 @@ def test_queue_is_bounded_and_errors_are_never_500_for_input(generator_file: Pat
     assert _post(client, _png(), url="/api/jobs").status_code == 202
 
 
+def test_a_slow_synchronous_request_is_a_503_with_its_job(generator_file: Path) -> None:
+    gate = _Gate()
+    app = create_app(ServeConfig(models=(str(generator_file),), wait_seconds=0.2),
+                     factory=lambda p: gate)
+    client = app.test_client()
+    r = _post(client, _png())
+    assert r.status_code == 503 and "GET /api/jobs/" in r.get_json()["error"]
+    job_id = r.get_json()["error"].split("GET /api/jobs/")[1].rstrip(")")
+    gate.release.set()
+    app.extensions["srgan"]["queue"].get(job_id).future.result(10)
+    assert client.get(f"/api/jobs/{job_id}/result").status_code == 200
+
+
 def test_a_server_fault_is_a_500_json(generator_file: Path) -> None:
     gate = _Gate(fail=True)
     gate.release.set()

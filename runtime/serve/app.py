@@ -252,8 +252,14 @@ def create_app(config: ServeConfig | None = None, factory=None):
 
     @app.post("/api/upscale")
     def api_upscale():
+        from concurrent.futures import TimeoutError as Pending
+
         job = submit(accept())
-        job.future.exception(timeout=config.wait_seconds)  # raises TimeoutError if too long
+        try:
+            job.future.exception(timeout=config.wait_seconds)
+        except Pending:
+            raise ApiError(503, f"still running after {config.wait_seconds:g} s; it goes on as "
+                                f"job {job.id} (GET /api/jobs/{job.id})") from None
         if job.error:
             raise ApiError(job.status, job.error)
         return image_response(job, download=request.args.get("download") == "1")
