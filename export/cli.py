@@ -214,6 +214,31 @@ def aoti(model: str, out: Path, device: str, precision: str, tile: int, batch: i
                f"{time.perf_counter() - t0:.0f} s{' (NOT verified)' if no_verify else ''}")
 
 
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "repo", required=True, type=click.Path(path_type=Path),
+              help="The model repository folder (created if missing).")
+@click.option("--name", default=None, help="The model's name [default: the file's stem].")
+@click.option("--max-batch", type=click.IntRange(1, 1024), default=8, show_default=True,
+              help="Largest batch of a dynamic ONNX file (a plan's profile decides for plans).")
+@click.option("--instances", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--kind", type=click.Choice(["gpu", "cpu"]), default="gpu", show_default=True)
+@click.option("--max-queue-delay-us", type=click.IntRange(0), default=100, show_default=True)
+@click.option("--ort-tensorrt", is_flag=True,
+              help="ONNX files: run through ONNX Runtime's TensorRT accelerator.")
+@click.option("--overwrite", is_flag=True)
+def triton(model: Path, repo: Path, name, max_batch: int, instances: int, kind: str,
+           max_queue_delay_us: int, ort_tensorrt: bool, overwrite: bool) -> None:
+    """Write a Triton Inference Server model repository for an ONNX file or a TensorRT plan."""
+    from .triton import TritonOptions, write_repository
+
+    folder = write_repository(model, repo, TritonOptions(
+        name=name, max_batch=max_batch, instances=instances, kind=kind,
+        max_queue_delay_us=max_queue_delay_us, ort_tensorrt=ort_tensorrt, overwrite=overwrite))
+    click.echo(f"wrote {folder}/config.pbtxt and {folder}/1/; serve it with "
+               f"tritonserver --model-repository {repo}")
+
+
 def main() -> None:
     require_torch("srexport")
     cli(prog_name="srexport")
