@@ -92,10 +92,13 @@ def cli() -> None:
 @click.pass_context
 def fit(ctx: click.Context, out: Path, resume: bool, overwrite: bool, **opts) -> None:
     """Train a generator (phase pretrain: pixel loss; phase gan: + adversarial/perceptual)."""
+    from . import distributed
     from .train import TrainConfig, Trainer, discard_failed_run, prepare_run_dir
 
     if resume and overwrite:
         raise UserError("--resume and --overwrite exclude each other")
+    # Under torchrun (WORLD_SIZE > 1): join the process group; rank 0 alone writes the run.
+    rank0 = distributed.init_from_env(str(opts.get("device") or "auto")).main
     cmdline = click.core.ParameterSource.COMMANDLINE
     given = {k for k in opts if ctx.get_parameter_source(k) == cmdline}
     values = _fit_values(opts)
@@ -113,7 +116,9 @@ def fit(ctx: click.Context, out: Path, resume: bool, overwrite: bool, **opts) ->
         for d in cfg.data:
             if not Path(d).is_dir():
                 raise UserError(f"{d}: data folder does not exist")
-        created = prepare_run_dir(out, resume=False, overwrite=overwrite)
+        if rank0:
+            created = prepare_run_dir(out, resume=False, overwrite=overwrite)
+    distributed.barrier()  # the folder exists before any rank writes or reads it
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     try:
@@ -124,6 +129,10 @@ def fit(ctx: click.Context, out: Path, resume: bool, overwrite: bool, **opts) ->
         if created:
             discard_failed_run(out)
         raise
+    finally:
+        distributed.shutdown()
+    if not rank0:
+        return
     best = (f"; best val PSNR {result.best_psnr:.3f} dB at step {result.best_step}"
             if result.best_psnr is not None else "")
     click.echo(

@@ -222,16 +222,24 @@ class PatchDataset:
 
 def make_loader(
     dataset: PatchDataset, batch_size: int, start_step: int, total_steps: int, workers: int,
-    pin_memory: bool = False,
+    pin_memory: bool = False, rank: int = 0, world: int = 1,
 ):
-    """A DataLoader over sample indices ``[start_step*B, total_steps*B)``: resumable by step."""
+    """A DataLoader over sample indices ``[start_step*B, total_steps*B)``: resumable by step.
+    With ``world`` > 1, rank ``rank``'s share of each global batch of ``batch_size``
+    (:func:`srgan_train.distributed.shard_indices`)."""
     import torch
     from torch.utils.data import DataLoader
 
     # A private generator: otherwise creating the iterator draws from the global RNG (its worker
     # base seed), and a resumed run would see different dropout masks from then on.
     gen = torch.Generator().manual_seed(dataset.seed)
-    indices = range(start_step * batch_size, total_steps * batch_size)
+    if world > 1:
+        from .distributed import shard_indices
+
+        indices = shard_indices(start_step, total_steps, batch_size, rank, world)
+        batch_size //= world
+    else:
+        indices = range(start_step * batch_size, total_steps * batch_size)
     return DataLoader(
         dataset,  # type: ignore[arg-type]
         batch_size=batch_size,

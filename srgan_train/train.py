@@ -293,9 +293,17 @@ class Trainer:
     """One training run. ``fit()`` runs to ``config.steps`` or until ``request_stop()``."""
 
     def __init__(self, config: TrainConfig, *, resume: bool = False) -> None:
+        from . import distributed
+
         self.cfg = config.resolved()
         self.run_dir = Path(self.cfg.out)
+        self.dist = distributed.info()
         self.device = pick_device(self.cfg.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)  # one GPU per rank
+        if self.dist.enabled and self.cfg.batch_size % self.dist.world:
+            raise UserError(f"--batch-size {self.cfg.batch_size} must be divisible by the "
+                            f"{self.dist.world} processes (it is the global batch)")
         self.amp_dtype = pick_amp(self.cfg.amp, self.device)
         self._stop = False
         self.step = 0
@@ -311,6 +319,10 @@ class Trainer:
         # channels_last: oneDNN's fast convolution layout on CPUs, tensor cores' on GPUs.
         self.G: Generator = build_generator(gen_cfg).to(self.device,
                                                          memory_format=torch.channels_last)
+        if self.dist.enabled and self.device.type == "cuda":
+            # BatchNorm statistics over the global batch, as in a single process (presets
+            # with BN only; synchronized BatchNorm runs on CUDA).
+            self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
         if self.cfg.init and not resume:
             self._load_init(gen_cfg)
         self.ema = EMA(self.G, self.cfg.ema_decay)
@@ -322,6 +334,8 @@ class Trainer:
         self.perceptual: PerceptualLoss | None = None
         if self.cfg.phase == "gan":
             self.D = Discriminator(gen_cfg.out_channels).to(self.device)
+            if self.dist.enabled and self.device.type == "cuda":
+                self.D = nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
             self.opt_d = torch.optim.Adam(self.D.parameters(), lr=self.cfg.d_lr, betas=betas)
             self.sched_d = self._scheduler(self.opt_d)
             if self.cfg.vgg_weights:
@@ -335,6 +349,20 @@ class Trainer:
         self.scaler_d = torch.amp.GradScaler("cuda", enabled=fp16)
         if resume:
             self._restore(load_training_state(self.run_dir / LAST_CHECKPOINT))
+        # The modules the forward passes go through: DistributedDataParallel under torchrun
+        # (gradients averaged over ranks), the plain modules otherwise.
+        self.G_train: nn.Module = self.G
+        self.D_train: nn.Module | None = self.D
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # No buffer broadcast: the generator's buffers are constants (the bicubic kernels,
+            # stored as expanded views that a broadcast cannot write into), and BatchNorm
+            # statistics are synchronized by SyncBatchNorm on CUDA.
+            self.G_train = DDP(self.G, device_ids=ids, broadcast_buffers=False)
+            if self.D is not None:
+                self.D_train = DDP(self.D, device_ids=ids, broadcast_buffers=False)
 
     # --- construction helpers -------------------------------------------------------------
     def _generator_config(self) -> GeneratorConfig:
@@ -459,20 +487,21 @@ class Trainer:
         row: dict[str, float] = {}
         if self.D is None:
             with self._autocast():
-                sr = self.G(lr)
+                sr = self.G_train(lr)
                 loss = c.pixel_weight * self.pixel(sr.float(), hr)
             self._backward_step(loss, self.opt_g, self.scaler, self.G.parameters())
             row.update(loss=loss.item(), pixel=loss.item())
         else:
             self.D.train()
             with self._autocast():
-                sr = self.G(lr)
-                d_loss = adversarial_loss(self.D(hr), True) + \
-                    adversarial_loss(self.D(sr.detach()), False)
+                sr = self.G_train(lr)
+                d_loss = adversarial_loss(self.D_train(hr), True) + \
+                    adversarial_loss(self.D_train(sr.detach()), False)
             self._backward_step(d_loss, self.opt_d, self.scaler_d, self.D.parameters())
             self.D.requires_grad_(False)
             with self._autocast():
                 pix = self.pixel(sr.float(), hr)
+                # The bare D: no DDP reduction for its frozen parameters in the G step.
                 adv = adversarial_loss(self.D(sr), True)
                 loss = c.pixel_weight * pix + c.gan_weight * adv
                 if self.perceptual is not None:
@@ -484,11 +513,32 @@ class Trainer:
             self.sched_d.step()
             row.update(loss=loss.item(), pixel=pix.item(), adversarial=adv.item(),
                        d_loss=d_loss.item())
+        if self.dist.enabled:
+            row = self._global_mean(row)
         row["lr"] = self.opt_g.param_groups[0]["lr"]
         self.sched_g.step()
         self.ema.update(self.G, self.step)
         self.step += 1
         return row
+
+    def _global_mean(self, row: dict[str, float]) -> dict[str, float]:
+        """The step's losses over the global batch (each rank saw its share)."""
+        import torch.distributed as dist
+
+        keys = sorted(row)
+        t = torch.tensor([row[k] for k in keys], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)  # SUM: gloo has no AVG
+        return {k: float(v) / self.dist.world for k, v in zip(keys, t.tolist(), strict=True)}
+
+    def _sync_control(self) -> None:
+        """Rank 0 decides when to stop (time limit, Ctrl-C) and how many steps the run has (a
+        time limit refits it): every rank follows, so that none waits for a missing peer."""
+        import torch.distributed as dist
+
+        t = torch.tensor([float(self._stop), float(self.cfg.steps)], dtype=torch.float64,
+                         device=self.device)
+        dist.broadcast(t, src=0)
+        self._stop, self.cfg.steps = bool(t[0].item()), int(t[1].item())
 
     # --- validation -----------------------------------------------------------------------
     def validate(self, pairs: list[EvalPair]) -> tuple[float, float]:
@@ -505,9 +555,13 @@ class Trainer:
         """Train to ``steps`` (or the time limit, or a Ctrl-C), validating, saving the best
         generator and periodic checkpoints; returns what happened."""
         c = self.cfg
+        main = self.dist.main
         dataset, val_pairs = self._load_data()
-        (self.run_dir / CONFIG_FILE).write_text(c.to_json())
-        metrics = _MetricsLog(self.run_dir, self.step if self.step else None)
+        if not main:
+            val_pairs = []  # rank 0 validates and writes; the others only train
+        else:
+            (self.run_dir / CONFIG_FILE).write_text(c.to_json())
+        metrics = _MetricsLog(self.run_dir, self.step if self.step else None) if main else None
         log.info("generator %s x%d: %d parameters on %s%s", c.preset, c.scale,
                  count_parameters(self.G), self.device,
                  f", AMP {self.amp_dtype}" if self.amp_dtype else "")
@@ -525,7 +579,7 @@ class Trainer:
             signal.signal(signal.SIGINT, on_sigint)
         bar = None
         try:
-            if c.progress:
+            if c.progress and main:
                 from tqdm import tqdm
 
                 bar = tqdm(total=c.steps, initial=self.step, unit="step", dynamic_ncols=True)
@@ -537,9 +591,10 @@ class Trainer:
             if bar is not None:
                 bar.close()
             # After an error the last periodic checkpoint stands: a half-done step is not saved.
-            if completed and self.step > start_step:
+            if completed and self.step > start_step and main:
                 self.save_checkpoint()
-        if not val_pairs or self.best_psnr is None or (c.phase == "gan" and interrupted):
+        if main and (not val_pairs or self.best_psnr is None or
+                     (c.phase == "gan" and interrupted)):
             self.save_generator()
         seconds = time.perf_counter() - t0
         done = self.step - start_step
@@ -581,24 +636,28 @@ class Trainer:
         if cuda:  # fixed patch shapes: let cuDNN pick its fastest kernels once
             torch.backends.cudnn.benchmark = True
         loader = make_loader(dataset, c.batch_size, self.step, c.steps, c.workers,
-                             pin_memory=cuda)
+                             pin_memory=cuda, rank=self.dist.rank, world=self.dist.world)
+        main = self.dist.main
         rate = {"time": time.perf_counter(), "step": self.step}
         last_save = _clock()
         for lr_b, hr_b in loader:
             row = self.train_step(
                 lr_b.to(self.device, non_blocking=True, memory_format=torch.channels_last),
                 hr_b.to(self.device, non_blocking=True))
-            self._log_and_validate(row, val_pairs, metrics, bar, rate)
-            due = c.save_minutes > 0 and _clock() - last_save >= c.save_minutes * 60
-            if self.step % c.save_every == 0 or due:
-                self.save_checkpoint()
-                last_save = _clock()
+            if main:
+                self._log_and_validate(row, val_pairs, metrics, bar, rate)
+                due = c.save_minutes > 0 and _clock() - last_save >= c.save_minutes * 60
+                if self.step % c.save_every == 0 or due:
+                    self.save_checkpoint()
+                    last_save = _clock()
             if bar is not None:
                 bar.update(1)
             if self.on_step is not None:
                 self.on_step(self, row)
-            if c.time_limit is not None:
+            if c.time_limit is not None and main:
                 pacer.after_step(self, bar)
+            if self.dist.enabled:
+                self._sync_control()
             if self._stop:
                 return self.step < c.steps
             if self.step >= c.steps:  # a time limit can end the run early
