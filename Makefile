@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= test,torch,onnx,openvino,serve
+EXTRAS ?= test,torch,onnx,openvino,serve,ray
 SPANDREL_SPEC ?= spandrel==0.4.2
 # The runtime-only environment: no torch, proves that srrun deploys without it.
 RT_VENV ?= .venv-runtime

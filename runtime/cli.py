@@ -88,6 +88,14 @@ def cli() -> None:
                    "is auto: max-autotune (autotuned kernels, CUDA graphs) on CUDA, default on "
                    "the CPU. With a tile, every call is one static batch x tile x tile shape; "
                    "the compile time is paid once at start (cached across runs).")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None,
+              metavar="[ADDRESS]",
+              help="Spread the files over Ray workers: bare --ray starts a local cluster; "
+                   "--ray auto or --ray ray://HOST:10001 joins one. Inputs and outputs must be "
+                   "on a filesystem every node sees.")
+@click.option("--ray-workers", type=click.IntRange(0), default=0, show_default=True,
+              help="Ray workers (0: as many as the cluster's CPUs allow at --threads each, or "
+                   "one per GPU with --device cuda).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.pass_context
 def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str | None,
@@ -96,7 +104,8 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str 
             outscale: float | None, fmt: str | None, quality: int,
             png_level: int, alpha: str, recursive: bool, overwrite: bool, skip_existing: bool,
             report: Path | None, max_pixels: int, max_output_pixels: int, scale: str | None,
-            compile_mode: str | None, progress: bool) -> None:
+            compile_mode: str | None, ray_address: str | None, ray_workers: int,
+            progress: bool) -> None:
     """Upscale image files, folders or globs into OUT."""
     from srgan_runtime.core.files import check_output_file
 
@@ -115,6 +124,27 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str 
     files = collect_inputs(list(inputs), recursive)
     check_output_option(out, len(files), fmt)
     path = resolve_model(engine) if engine else default_model(int(scale) if scale else None)
+    if ray_address is not None:
+        from .raybatch import RaySettings, run_ray_job
+
+        options = {"backend": backend, "device": device, "precision": precision, "tile": tile,
+                   "overlap": overlap, "batch": batch, "alpha": alpha, "outscale": outscale,
+                   "scale": int(scale) if scale else None,
+                   "max_output_pixels": max_output_pixels, "seamless": seamless,
+                   "cache": not no_cache, "max_memory": memory, "compile": compile_mode}
+        settings = RaySettings(None if ray_address == "local" else ray_address, ray_workers,
+                               threads or 1, 1.0 if device.startswith("cuda") else 0.0)
+        summary = run_ray_job(path, options, files, out, settings, fmt=fmt, quality=quality,
+                              png_level=png_level, overwrite=overwrite,
+                              skip_existing=skip_existing, max_pixels=max_pixels,
+                              progress=progress)
+        click.echo(summary.line())
+        if report is not None:
+            write_report(summary, report, {"engine": str(path), "backend": "ray",
+                                           "ray": ray_address})
+        if summary.failed:
+            ctx.exit(1)
+        return
     up = Upscaler(path, backend=backend, device=device, precision=precision, tile=tile,
                   overlap=overlap, batch=batch, threads=threads, alpha=alpha,
                   outscale=outscale, scale=int(scale) if scale else None,

@@ -50,6 +50,7 @@ class FileResult:
     tiles: int = 0
     fp32_tiles: int = 0
     oom_retries: int = 0
+    worker: str | None = None  # host:pid of the Ray worker that did it (--ray)
 
 
 @dataclass

@@ -1,0 +1,221 @@
+"""``srrun upscale --ray``: the same job as the local pipeline (inputs, output names,
+``--skip-existing``/``--overwrite``, the run report), spread over a Ray cluster. Each Ray worker
+is an actor holding its own backend, sized to the resources it asks for (``threads`` CPU
+threads, or one GPU); files go out one at a time to whichever worker is free, inputs and outputs
+on a filesystem every node sees.
+
+A worker that dies mid-file (killed, its node lost) is restarted by Ray and its file retried
+there (``max_restarts``/``max_task_retries``). Outputs are written atomically (temporary file,
+then rename), and a retried file whose output was already renamed into place during this run is
+not written again: nothing is lost, nothing is written twice. Setting ``SRRUN_WRITE_LOG`` to a
+file makes every worker append the output path it writes (an audit trail; the tests use it)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .core.errors import ImageError, SkippedImage, UserError
+from .pipeline import FileResult, JobSummary, _plan
+
+log = logging.getLogger(__name__)
+
+# How many times Ray restarts a dead worker, and retries the file it was on.
+RESTARTS = 3
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    address: str | None = None  # None: a local cluster on this machine; else ray.init(address)
+    workers: int = 0  # 0: as many as the cluster's CPUs (or GPUs) allow
+    threads: int = 1  # CPU threads per worker (its num_cpus)
+    gpus: float = 0.0  # GPUs per worker (1 with --device cuda)
+
+
+@dataclass
+class _Task:
+    k: int
+    src: str
+    dst: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _worker_class():
+    import ray
+
+    @ray.remote(max_restarts=RESTARTS, max_task_retries=RESTARTS)
+    class UpscaleWorker:
+        """One backend, kept for the whole job."""
+
+        def __init__(self, engine: str, options: dict[str, Any], threads: int) -> None:
+            from .upscaler import Upscaler
+
+            self.up = Upscaler(engine, threads=threads, **options)
+            self.host = os.uname().nodename
+
+        def describe(self) -> str:
+            return self.up.describe()
+
+        def run(self, src: str, dst: str, fmt: str | None, quality: int, png_level: int,
+                max_pixels: int | None, run_start_ns: int) -> dict[str, Any]:
+            from .core.imageio import load_image, output_notes, output_problem, save_image
+
+            t0 = time.perf_counter()
+            out = Path(dst)
+            res: dict[str, Any] = {"worker": f"{self.host}:{os.getpid()}", "status": "ok",
+                                   "warnings": []}
+            if out.exists() and out.stat().st_mtime_ns >= run_start_ns:
+                # An earlier attempt of this run finished the file before its worker died.
+                res["note"] = "written by an earlier attempt"
+                res["seconds"] = round(time.perf_counter() - t0, 4)
+                return res
+            try:
+                pic = load_image(Path(src), max_pixels, check_size=self.up.size_problem)
+                fmt_out = fmt or out.suffix.lstrip(".")
+                problem = output_problem(pic, fmt_out)
+                if problem:
+                    raise ImageError(src, problem)
+                res["warnings"] = [*pic.notes, *output_notes(pic, fmt_out)]
+                res["in_size"] = [pic.width, pic.height]
+                ((_, result, stats),) = list(self.up.upscale_many([(src, pic)]))
+                res["warnings"] += stats.warnings
+                res.update(tiles=stats.tiles, fp32_tiles=stats.fp32_tiles,
+                           oom_retries=stats.oom_retries)
+                if result is None:
+                    res.update(status="failed", error=stats.error)
+                else:
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    save_image(result, out, fmt_out, quality, overwrite=True,
+                               png_level=png_level)
+                    audit = os.environ.get("SRRUN_WRITE_LOG")
+                    if audit:
+                        with open(audit, "a") as f:
+                            f.write(f"{dst}\t{os.getpid()}\n")
+                    res["out_size"] = [result.width, result.height]
+            except SkippedImage as exc:
+                res.update(status="skipped", error=exc.reason)
+            except ImageError as exc:
+                res.update(status="failed", error=exc.reason)
+            except (OSError, ValueError) as exc:
+                res.update(status="failed", error=f"cannot write: {exc}")
+            res["seconds"] = round(time.perf_counter() - t0, 4)
+            return res
+
+    return UpscaleWorker
+
+
+def _connect(settings: RaySettings):
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--ray needs Ray: pip install 'srgan-toolkit[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        try:
+            ray.init(address=settings.address or None, **kwargs)
+        except ConnectionError as exc:
+            raise UserError(f"--ray {settings.address}: cannot reach the cluster ({exc})") \
+                from None
+    return ray, started
+
+
+def _worker_count(ray, settings: RaySettings, files: int) -> int:
+    if settings.workers:
+        return max(1, min(settings.workers, files))
+    res = ray.cluster_resources()
+    if settings.gpus:
+        fit = int(res.get("GPU", 0) // settings.gpus)
+    else:
+        fit = int(res.get("CPU", 1) // max(1, settings.threads))
+    return max(1, min(fit, files))
+
+
+def run_ray_job(engine: str | Path, options: dict[str, Any], inputs: list[tuple[Path, Path]],
+                out: Path, settings: RaySettings, *, fmt: str | None = None, quality: int = 95,
+                png_level: int = 1, overwrite: bool = False, skip_existing: bool = False,
+                max_pixels: int | None = None, progress: bool = True) -> JobSummary:
+    """Upscale every input to its output path on Ray workers; the same results as
+    :func:`srgan_runtime.pipeline.run_job` (and the same report), plus each file's worker and
+    attempts."""
+    from .core.modelinfo import describe
+
+    info = describe(engine, options.get("scale"))
+    label = type("Label", (), {"outscale": options.get("outscale"), "scale": info.scale})()
+    results, todo = _plan(label, inputs, out, fmt, overwrite, skip_existing)  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    mp_out = 0.0
+    if todo:
+        ray, started = _connect(settings)
+        Worker = _worker_class()
+        n = _worker_count(ray, settings, len(todo))
+        workers = [Worker.options(num_cpus=settings.threads, num_gpus=settings.gpus).remote(
+            str(engine), options, settings.threads) for _ in range(n)]
+        log.info("ray: %d worker(s) x %d thread(s)%s on %s", n, settings.threads,
+                 f" x {settings.gpus:g} GPU" if settings.gpus else "",
+                 settings.address or "a local cluster")
+        try:
+            mp_out = _dispatch(ray, workers, [_Task(k, str(s), str(d)) for k, s, d in todo],
+                               results, (fmt, quality, png_level, max_pixels, time.time_ns()),
+                               progress)
+        finally:
+            for w in workers:
+                ray.kill(w)
+            if started:
+                ray.shutdown()  # the connection (and a local cluster) this job started
+    return JobSummary([results[k] for k in sorted(results)], time.perf_counter() - t0, mp_out)
+
+
+def _dispatch(ray, workers, tasks: list[_Task], results: dict[int, FileResult], args: tuple,
+              progress: bool) -> float:
+    """Keep every worker busy with one file at a time until all are done."""
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(tasks), unit="img", dynamic_ncols=True)
+    pending = list(reversed(tasks))
+    running: dict[Any, tuple[_Task, Any]] = {}
+    mp_out = 0.0
+
+    def submit(worker) -> None:
+        task = pending.pop()
+        running[worker.run.remote(task.src, task.dst, *args)] = (task, worker)
+
+    for w in workers:
+        if pending:
+            submit(w)
+    while running:
+        ready, _ = ray.wait(list(running), num_returns=1)
+        task, worker = running.pop(ready[0])
+        res = results[task.k]
+        try:
+            got = ray.get(ready[0])
+        except ray.exceptions.RayError as exc:  # out of retries: the file fails, the job goes on
+            res.status, res.error = "failed", f"worker lost: {type(exc).__name__}"
+            log.error("%s: %s", res.input, res.error)
+        else:
+            for key in ("status", "error", "seconds", "in_size", "out_size", "tiles",
+                        "fp32_tiles", "oom_retries"):
+                if key in got:
+                    setattr(res, key, got[key])
+            res.warnings += got.get("warnings", [])
+            res.worker = got.get("worker")
+            if res.status == "ok" and res.out_size:
+                mp_out += res.out_size[0] * res.out_size[1] / 1e6
+            elif res.status == "failed":
+                log.error("%s: %s", res.input, res.error)
+        if bar is not None:
+            bar.update(1)
+        if pending:
+            submit(worker)
+    if bar is not None:
+        bar.close()
+    return mp_out
+
+
+__all__ = ["RaySettings", "run_ray_job"]
