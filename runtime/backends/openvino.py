@@ -26,6 +26,10 @@ class OpenVinoBackend(Backend):
                   "PERFORMANCE_HINT": "LATENCY"}
         if threads > 0:
             config["INFERENCE_NUM_THREADS"] = threads
+            # OpenVINO pins its threads to cores, the same cores in every process: several
+            # processes of a few threads each (Ray workers) then share one core. Measured with
+            # 2 workers x 1 thread on 2 cores: 20.2 s pinned vs 14.8 s unpinned for 8 images.
+            config["ENABLE_CPU_PINNING"] = False
         try:
             self.compiled = core.compile_model(core.read_model(info.path), "CPU", config)
         except Exception as exc:
