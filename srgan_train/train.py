@@ -297,7 +297,8 @@ class Trainer:
 
         self.cfg = config.resolved()
         self.run_dir = Path(self.cfg.out)
-        self.dist = distributed.info()
+        # Under torchrun, join the job (already done by `srtrain fit`; here for API users).
+        self.dist = distributed.init_from_env(self.cfg.device)
         self.device = pick_device(self.cfg.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)  # one GPU per rank
