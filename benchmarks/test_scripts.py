@@ -11,6 +11,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+def _tiny_generator(folder: Path) -> Path:
+    """An untrained tiny x4 generator file (the scripts' numbers mean nothing here)."""
+    from srgan_train.archs import build_generator
+    from srgan_train.checkpoint import save_generator
+    from srgan_train.config import preset_config
+
+    path = folder / "tiny.safetensors"
+    save_generator(build_generator(preset_config("tiny", 4)).eval(), path, preset="tiny", step=0)
+    return path
+
+
 def test_tile_ratios_script(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     r = subprocess.run([sys.executable, str(HERE / "tile_ratios.py"), "--preset", "tiny",
@@ -26,13 +37,8 @@ def test_tile_ratios_script(tmp_path: Path) -> None:
 
 def test_defaults_script(tmp_path: Path) -> None:
     from srgan_runtime.core.synth import write_textures
-    from srgan_train.archs import build_generator
-    from srgan_train.checkpoint import save_generator
-    from srgan_train.config import preset_config
 
-    generator_file_tiny = tmp_path / "tiny.safetensors"
-    save_generator(build_generator(preset_config("tiny", 4)).eval(), generator_file_tiny,
-                   preset="tiny", step=0)
+    generator_file_tiny = _tiny_generator(tmp_path)
     imgs = tmp_path / "imgs"
     write_textures(imgs, 2, (40, 48), seed=3)
     out = tmp_path / "d.json"
@@ -87,12 +93,7 @@ def test_foreign_script(tmp_path: Path) -> None:
 def test_gpu_kernels_script_dry_run_on_the_cpu(tmp_path: Path) -> None:
     """The GPU harness's row loop, parity and summary, with eager fp32 on the CPU (the compiled
     paths it times are tested in tests/test_compile.py and tests/test_aoti.py)."""
-    from srgan_train.archs import build_generator
-    from srgan_train.checkpoint import save_generator
-    from srgan_train.config import preset_config
-
-    gen = tmp_path / "tiny.safetensors"
-    save_generator(build_generator(preset_config("tiny", 4)).eval(), gen, preset="tiny", step=0)
+    gen = _tiny_generator(tmp_path)
     r = subprocess.run([sys.executable, str(HERE / "gpu_kernels.py"), str(tmp_path / "out"),
                         "--device", "cpu", "--model", str(gen), "--tiles", "16",
                         "--batches", "1,2", "--paths", "eager-fp32"],

@@ -63,26 +63,14 @@ def _module(source: Path, info: ModelInfo, precision: str, device: str):
     """The network to compile: fp32, or under autocast (the same numerics as
     ``srrun --backend torch --precision fp16/bf16``); channels_last."""
     import torch
-    from torch import nn
 
-    from srgan_runtime.backends.pytorch import load_network
+    from srgan_runtime.backends.pytorch import autocast_module, load_network
 
     net = load_network(info, device).to(memory_format=torch.channels_last)
     if precision == "fp32":
         return net
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-    kind = "cuda" if device.startswith("cuda") else "cpu"
-
-    class Autocast(nn.Module):
-        def __init__(self, m) -> None:
-            super().__init__()
-            self.m = m
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            with torch.autocast(kind, dtype=dtype):
-                return self.m(x).float()
-
-    return Autocast(net).eval()
+    return autocast_module(net, "cuda" if device.startswith("cuda") else "cpu", dtype)
 
 
 def package_metadata(info: ModelInfo) -> dict[str, str]:

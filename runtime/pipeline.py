@@ -213,13 +213,29 @@ def check_output_option(out: Path, n_inputs: int, fmt: str | None) -> None:
                         "drop one, or make them agree")
 
 
-def _plan(upscaler: Upscaler, inputs: list[tuple[Path, Path]], out: Path, fmt: str | None,
+def scale_label(scale: int, outscale: float | None) -> str:
+    """The ``x<label>`` of output names: the output's scale."""
+    return f"{outscale or scale:g}"
+
+
+def read_input(src: Path, dst: Path, fmt: str | None, max_pixels: int | None,
+               size_problem) -> tuple[Picture, list[str]]:
+    """Decode one input for ``dst`` (checked against the size and the output format before
+    any compute), with what writing it as that format loses; raises :class:`ImageError`."""
+    pic = load_image(src, max_pixels, check_size=size_problem)
+    out_fmt = fmt or dst.suffix.lstrip(".")
+    problem = output_problem(pic, out_fmt)
+    if problem:
+        raise ImageError(src, problem)
+    return pic, [*pic.notes, *output_notes(pic, out_fmt)]
+
+
+def _plan(label: str, inputs: list[tuple[Path, Path]], out: Path, fmt: str | None,
           overwrite: bool, skip_existing: bool) -> tuple[dict[int, FileResult],
                                                          list[tuple[int, Path, Path]]]:
     """Output path and pre-flight verdict of every input: nothing computed for a file whose
     result could not be written."""
     single = len(inputs) == 1
-    label = f"{upscaler.outscale or upscaler.scale:g}"
     results: dict[int, FileResult] = {}
     todo: list[tuple[int, Path, Path]] = []
     seen_outputs: set[Path] = set()
@@ -288,12 +304,8 @@ class _FolderJob:
                 return
             self.starts[k] = time.perf_counter()
             try:
-                pic = load_image(src, self.max_pixels, check_size=self.upscaler.size_problem)
-                fmt = self.fmt or dst.suffix.lstrip(".")
-                problem = output_problem(pic, fmt)
-                if problem:
-                    raise ImageError(src, problem)
-                notes = [*pic.notes, *output_notes(pic, fmt)]
+                pic, notes = read_input(src, dst, self.fmt, self.max_pixels,
+                                        self.upscaler.size_problem)
                 for note in notes:
                     log.warning("%s: %s", src, note)
                 self.results[k].warnings += notes
@@ -348,7 +360,8 @@ def run_job(upscaler: Upscaler, inputs: list[tuple[Path, Path]], out: Path, *,
             progress: bool = True, prefetch: int = 2) -> JobSummary:
     """Upscale every input to its output path; never stops for one bad file. Ctrl-C ends the
     job after the writes in flight, with the files not done marked ``interrupted``."""
-    results, todo = _plan(upscaler, inputs, out, fmt, overwrite, skip_existing)
+    results, todo = _plan(scale_label(upscaler.scale, upscaler.outscale), inputs, out, fmt,
+                          overwrite, skip_existing)
     t0 = time.perf_counter()
     job = _FolderJob(upscaler, results, todo, fmt, max_pixels, progress, prefetch)
 

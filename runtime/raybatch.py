@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .core.errors import ImageError, SkippedImage, UserError
-from .pipeline import FileResult, JobSummary, _plan
+from .core.errors import ImageError, SkippedImage, UserError, first_line
+from .pipeline import FileResult, JobSummary, _plan, read_input, scale_label
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _worker_class():
 
         def run(self, src: str, dst: str, fmt: str | None, quality: int, png_level: int,
                 max_pixels: int | None, run_start_ns: int) -> dict[str, Any]:
-            from .core.imageio import load_image, output_notes, output_problem, save_image
+            from .core.imageio import save_image
 
             t0 = time.perf_counter()
             out = Path(dst)
@@ -74,12 +74,8 @@ def _worker_class():
                 res["seconds"] = round(time.perf_counter() - t0, 4)
                 return res
             try:
-                pic = load_image(Path(src), max_pixels, check_size=self.up.size_problem)
-                fmt_out = fmt or out.suffix.lstrip(".")
-                problem = output_problem(pic, fmt_out)
-                if problem:
-                    raise ImageError(src, problem)
-                res["warnings"] = [*pic.notes, *output_notes(pic, fmt_out)]
+                pic, res["warnings"] = read_input(Path(src), out, fmt, max_pixels,
+                                                  self.up.size_problem)
                 res["in_size"] = [pic.width, pic.height]
                 ((_, result, stats),) = list(self.up.upscale_many([(src, pic)]))
                 res["warnings"] += stats.warnings
@@ -89,8 +85,8 @@ def _worker_class():
                     res.update(status="failed", error=stats.error)
                 else:
                     out.parent.mkdir(parents=True, exist_ok=True)
-                    save_image(result, out, fmt_out, quality, overwrite=True,
-                               png_level=png_level)
+                    save_image(result, out, fmt or out.suffix.lstrip("."), quality,
+                               overwrite=True, png_level=png_level)
                     audit = os.environ.get("SRRUN_WRITE_LOG")
                     if audit:
                         with open(audit, "a") as f:
@@ -118,9 +114,9 @@ def _connect(settings: RaySettings):
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         try:
             ray.init(address=settings.address or None, **kwargs)
-        except ConnectionError as exc:
-            raise UserError(f"--ray {settings.address}: cannot reach the cluster ({exc})") \
-                from None
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise UserError(f"--ray {settings.address}: cannot reach the cluster "
+                            f"({first_line(exc)})") from None
     return ray, started
 
 
@@ -145,8 +141,8 @@ def run_ray_job(engine: str | Path, options: dict[str, Any], inputs: list[tuple[
     from .core.modelinfo import describe
 
     info = describe(engine, options.get("scale"))
-    label = type("Label", (), {"outscale": options.get("outscale"), "scale": info.scale})()
-    results, todo = _plan(label, inputs, out, fmt, overwrite, skip_existing)  # type: ignore[arg-type]
+    label = scale_label(info.scale, options.get("outscale"))
+    results, todo = _plan(label, inputs, out, fmt, overwrite, skip_existing)
     t0 = time.perf_counter()
     mp_out = 0.0
     if todo:

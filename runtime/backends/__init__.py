@@ -141,6 +141,8 @@ def open_backend(engine: str | Path, backend: str = "auto", device: str = "auto"
         raise UserError(f"unknown precision {precision!r} (auto, {', '.join(PRECISIONS)})")
     if backend != "auto" and backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r} (auto, {', '.join(BACKENDS)})")
+    if compile and backend not in ("auto", "torch"):
+        raise UserError(f"--compile is torch.compile: it applies to --backend torch, not {backend}")
     info = _onnx_instead(describe(engine, scale), backend, precision)
     if (info.channels, info.out_channels) not in ((3, 3), (1, 1)):
         raise UserError(f"{info.path}: model maps {info.channels} to {info.out_channels} "
@@ -148,8 +150,6 @@ def open_backend(engine: str | Path, backend: str = "auto", device: str = "auto"
     if device == "auto":
         device = _default_device(info)
     choice = ""
-    if compile and backend not in ("auto", "torch"):
-        raise UserError(f"--compile is torch.compile: it applies to --backend torch, not {backend}")
     if compile and backend == "auto":
         backend = "torch"  # asking for the compiler is asking for PyTorch
     if backend == "auto":

@@ -33,17 +33,22 @@ COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune",
                  "max-autotune-no-cudagraphs")
 
 
-class _Autocast:
-    """The network under autocast, as one function for torch.compile to trace."""
+def autocast_module(model, device_type: str, dtype):
+    """``model`` under autocast in ``dtype`` with a float32 output, as one module (what
+    torch.compile traces and what ``srexport aoti`` exports)."""
+    import torch
+    from torch import nn
 
-    def __init__(self, model, device_type: str, dtype) -> None:
-        self.model, self.device_type, self.dtype = model, device_type, dtype
+    class Autocast(nn.Module):
+        def __init__(self, m) -> None:
+            super().__init__()
+            self.m = m
 
-    def __call__(self, x):
-        import torch
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(device_type, dtype=dtype):
+                return self.m(x).float()
 
-        with torch.autocast(self.device_type, dtype=self.dtype):
-            return self.model(x).float()
+    return Autocast(model).eval()
 
 
 class TorchBackend(Backend):
@@ -82,8 +87,8 @@ class TorchBackend(Backend):
         self.compile_seconds = 0.0
         self._fixed = None
         self._tile_hint = tile_hint
-        self._fn = self.model if self._dtype is None else _Autocast(self.model, self._dev_type,
-                                                                    self._dtype)
+        self._fn = self.model if self._dtype is None else autocast_module(
+            self.model, self._dev_type, self._dtype)
         if compile:
             self._compile(compile, tile_hint)
 

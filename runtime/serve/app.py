@@ -130,7 +130,7 @@ def create_app(config: ServeConfig | None = None, factory=None):
         from ..core.imageio import encode_image
 
         fmt = {v: k for k, v in MIME.items()}[job.mime]
-        job.result = encode_image(out if fmt == "png" or out.bits == 8 else _eight(out), fmt)
+        job.result = encode_image(out, fmt)  # 16-bit stays 16 in PNG, is rounded for JPEG/WebP
         job.size = (out.width, out.height)
 
     queue = JobQueue(run, config.workers, config.queue, config.result_ttl,
@@ -288,12 +288,6 @@ def create_app(config: ServeConfig | None = None, factory=None):
         return image_response(job, download=request.args.get("download") == "1")
 
     return app
-
-
-def _eight(pic):
-    from ..core.imageio import to_8bit
-
-    return to_8bit(pic)
 
 
 def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
