@@ -116,8 +116,9 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str 
     # Everything that can be checked without the model is checked first.
     if overwrite and skip_existing:
         raise UserError("--overwrite and --skip-existing exclude each other")
-    check_settings(tile=tile, batch=batch or 1, overlap=overlap, threads=threads, alpha=alpha,
-                   outscale=outscale, max_output_pixels=max_output_pixels, device=device)
+    check_settings(tile=tile, batch=1 if batch is None else batch, overlap=overlap,
+                   threads=threads, alpha=alpha, outscale=outscale,
+                   max_output_pixels=max_output_pixels, device=device)
     memory = _memory_option(max_memory)
     if report is not None:
         check_output_file(report, "report file")
@@ -224,18 +225,33 @@ def models(model: str | None, as_json: bool) -> None:
 @click.option("--threads", type=click.IntRange(1, 256), default=None,
               help="HTTP threads (waitress) [default: --queue + 4, so that requests over the "
                    "queue are answered 429 at once rather than left waiting].")
-def serve(host: str, port: int, models: tuple[str, ...], backend: str, device: str,
-          precision: str, tile: int, workers: int, queue: int, max_upload_mb: float,
-          max_pixels: int, threads: int | None) -> None:
+@click.option("--connection-limit", type=click.IntRange(1, 100_000), default=1000,
+              show_default=True,
+              help="Open connections held at once; more wait in the listen backlog. The "
+                   "open-file limit is raised to fit where the system allows.")
+@click.option("--channel-timeout", type=click.IntRange(1, 3600), default=30, show_default=True,
+              help="Seconds a connection may sit idle or stall mid-request before it is "
+                   "closed.")
+@click.option("--shutdown-timeout", type=FiniteFloat(0), default=30.0, show_default=True,
+              help="On Ctrl-C or SIGTERM, seconds to wait for running jobs (they stop at their "
+                   "next tile); a second Ctrl-C quits at once.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, models: tuple[str, ...], backend: str,
+          device: str, precision: str, tile: int, workers: int, queue: int,
+          max_upload_mb: float, max_pixels: int, threads: int | None, connection_limit: int,
+          channel_timeout: int, shutdown_timeout: float) -> None:
     """Serve the upload / upscale / download page and its JSON API (POST /api/upscale,
     GET /api/models, GET /healthz) with waitress, on loopback by default."""
-    from .serve.app import ServeConfig
+    from .serve.app import HttpConfig, ServeConfig
     from .serve.app import serve as run_server
 
-    run_server(ServeConfig(models=models, backend=backend, device=device, precision=precision,
-                           tile=tile, workers=workers, queue=queue, max_upload_mb=max_upload_mb,
-                           max_pixels=max_pixels), host=host, port=port,
-               threads=threads or queue + 4)
+    config = ServeConfig(models=models, backend=backend, device=device, precision=precision,
+                         tile=tile, workers=workers, queue=queue, max_upload_mb=max_upload_mb,
+                         max_pixels=max_pixels)
+    http = HttpConfig(host=host, port=port, threads=threads or queue + 4,
+                      connection_limit=connection_limit, channel_timeout=channel_timeout,
+                      shutdown_timeout=shutdown_timeout)
+    ctx.exit(run_server(config, http))
 
 
 def main() -> None:

@@ -85,9 +85,9 @@ class Upscaler:
                  max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
                  seamless: bool = False, cache: bool = True,
                  max_memory: int | str | None = None, compile: str | None = None) -> None:
-        check_settings(tile=tile, batch=batch or 1, overlap=overlap, threads=threads,
-                       alpha=alpha, outscale=outscale, max_output_pixels=max_output_pixels,
-                       device=device)
+        check_settings(tile=tile, batch=1 if batch is None else batch, overlap=overlap,
+                       threads=threads, alpha=alpha, outscale=outscale,
+                       max_output_pixels=max_output_pixels, device=device)
         opened_here = not isinstance(backend, Backend)
         if isinstance(backend, Backend):
             self.backend = backend

@@ -84,7 +84,7 @@ def test_upscale_returns_the_image(client) -> None:
     (b"hello, not an image", {}, 400, "not an image"),
     (_png(24, 20)[:60], {}, 400, "truncated"),
     (_png(200, 150), {}, 413, "over the limit of 20,000"),
-    (b"\0" * (300 << 10), {}, 413, "over the limit of 0.25 MB"),
+    (b"\0" * (300 << 10), {}, 413, "over the limit of 262,144 bytes (0.25 MB)"),
     (_png(), {"model": "../../etc/passwd"}, 400, "unknown model"),
     (_png(), {"format": "exe"}, 400, "png or input"),
 ])

@@ -17,6 +17,7 @@ from PIL import Image
 pytest.importorskip("flask", reason="the [serve] extra (flask, waitress) is not installed")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import serve_load
+from conftest import image_set
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -112,17 +113,61 @@ def test_page_shows_a_server_error(server, browser, tmp_path: Path) -> None:
 
 
 def test_load_on_loopback(server) -> None:
-    """50 requests 8 at a time (the server's queue holds 8: all answered), then a burst of 24
-    16 at a time (over the queue: results and 429s); never a 5xx, memory bounded."""
+    """Real photos (BSD100's 481x321 originals, 100-400 KB PNGs) on the fast model: 16
+    requests 8 at a time (the server's queue holds 8: all answered), then a burst of 24 16 at a
+    time (over the queue: results and 429s); never a 5xx, memory bounded."""
     base, proc = server
-    steady = serve_load.load_test(base, proc.pid, 50, 8, (64, 48), 4)
+    photos = image_set("BSD100") / "HR"
+    steady = serve_load.load_test(base, proc.pid, serve_load.photo_uploads(photos, 16), 8, 4,
+                                  model="fast")
     print(steady)
-    assert steady["failures"] == [] and steady["statuses"] == {"200": 50}
-    burst = serve_load.load_test(base, proc.pid, 24, 16, (64, 48), 4)
+    assert steady["failures"] == [] and steady["statuses"] == {"200": 16}
+    burst = serve_load.load_test(base, proc.pid, serve_load.photo_uploads(photos, 24), 16, 4,
+                                 model="fast")
     print(burst)
     assert burst["failures"] == [] and set(burst["statuses"]) <= {"200", "429", "503"}
     assert burst["statuses"].get("429", 0) > 0 and burst["statuses"].get("200", 0) >= 8
-    assert burst["server_peak_rss_mb_after"] < 1500
+    assert burst["server_peak_rss_mb_after"] < 2000
+
+
+def test_page_upscales_a_real_photo_over_500_kb(server, browser) -> None:
+    """Set14's barbara.png (818 KB, 720x576) through the page: the upload werkzeug's form
+    limit used to refuse."""
+    from selenium.webdriver.common.by import By
+
+    base, _ = server
+    src = image_set("Set14") / "HR" / "barbara.png"
+    assert src.stat().st_size > 500_000
+    d = browser
+    d.get(base + "/")
+    _wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"), 30)
+    d.find_element(By.ID, "file").send_keys(str(src))
+    _wait(d, lambda d: d.find_element(By.ID, "go").is_enabled(), 10)
+    d.find_element(By.ID, "go").click()
+    _wait(d, lambda d: d.find_element(By.ID, "result").is_displayed()
+          or d.find_element(By.ID, "error").is_displayed(), 300)
+    assert not d.find_element(By.ID, "error").is_displayed(), d.find_element(By.ID, "error").text
+    _wait(d, lambda d: d.execute_script(
+        "const i = document.getElementById('after'); return i.complete && i.naturalWidth"), 60)
+    size = d.execute_script("const i = document.getElementById('after');"
+                            "return [i.naturalWidth, i.naturalHeight]")
+    assert size == [4 * 720, 4 * 576]
+
+
+def test_page_refuses_a_file_over_the_limit_before_uploading(server, browser,
+                                                             tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, _ = server
+    big = tmp_path / "huge.png"
+    big.write_bytes(b"\x89PNG" + b"\0" * (21 << 20))
+    browser.get(base + "/")
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#model option"), 30)
+    browser.find_element(By.ID, "file").send_keys(str(big))
+    _wait(browser, lambda d: d.find_element(By.ID, "go").is_enabled(), 10)
+    browser.find_element(By.ID, "go").click()
+    _wait(browser, lambda d: d.find_element(By.ID, "error").is_displayed(), 30)
+    assert "over the limit of 20,971,520 bytes" in browser.find_element(By.ID, "error").text
 
 
 def test_chromium_is_the_system_one() -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ImageError, SkippedImage, UserError
-from .jobs import Job, JobQueue, QueueFull
+from .jobs import CANCELLED, Job, JobQueue, QueueFull, Stopping
+from .server import HttpConfig
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,14 @@ STATIC = Path(__file__).resolve().parent / "static"
 # Output formats: the file extension and MIME type for each writer format.
 MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 _FROM_PILLOW = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+MiB = 1 << 20
+# The multipart framing around the file (boundaries, part headers, the model and format
+# fields): a request body may exceed the file's limit by this much.
+FORM_OVERHEAD = 64 << 10
+# Form text fields held in memory. werkzeug applies this to its multipart parser's buffer,
+# which holds up to two 64 KiB read chunks of the file: anything under ~130 KiB refuses
+# ordinary photos.
+FORM_MEMORY = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,15 @@ class ServeConfig:
     result_ttl: float = 600.0  # seconds a finished result is kept
     max_result_mb: int = 512
     wait_seconds: float = 600.0  # POST /api/upscale waits this long for its result
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MiB)
+
+    @property
+    def body_limit(self) -> int:
+        """The largest request body accepted: the file's limit plus the multipart framing."""
+        return self.max_upload_bytes + FORM_OVERHEAD
 
 
 class ApiError(Exception):
@@ -112,8 +130,8 @@ def create_app(config: ServeConfig | None = None, factory=None):
     models.get(models.default)  # the first request should not pay for opening it
     upload_dir = tempfile.mkdtemp(prefix="srrun-serve-")
     app = Flask(__name__, static_folder=None)
-    app.config["MAX_CONTENT_LENGTH"] = int(config.max_upload_mb * (1 << 20))
-    app.config["MAX_FORM_MEMORY_SIZE"] = 64 << 10  # the form's text fields, not the file
+    app.config["MAX_CONTENT_LENGTH"] = config.body_limit  # waitress refuses larger first
+    app.config["MAX_FORM_MEMORY_SIZE"] = FORM_MEMORY
     app.config["TRAP_HTTP_EXCEPTIONS"] = False
 
     def run(job: Job) -> None:
@@ -122,6 +140,7 @@ def create_app(config: ServeConfig | None = None, factory=None):
 
         def on_tile(_key, done: int, total: int) -> None:
             job.done, job.total = done, total
+            queue.check_stop()  # a stopping server cancels the job here, between tiles
 
         ((_, out, stats),) = list(up.upscale_many([(job.id, picture)], on_tile=on_tile))
         if out is None:
@@ -152,9 +171,12 @@ def create_app(config: ServeConfig | None = None, factory=None):
         want = request.form.get("format", "png")
         if want not in ("png", "input"):
             raise ApiError(400, "format must be png or input")
-        data = upload.read()
+        data = upload.read(config.max_upload_bytes + 1)
         if not data:
             raise ApiError(400, "the uploaded file is empty")
+        if len(data) > config.max_upload_bytes:
+            raise ApiError(413, f"the file is over the limit of {config.max_upload_bytes:,} "
+                                f"bytes ({config.max_upload_mb:g} MB)")
         try:
             with Image.open(BytesIO(data)) as im:  # the header only: size before pixels
                 (w, h), fmt_in = im.size, im.format
@@ -190,6 +212,8 @@ def create_app(config: ServeConfig | None = None, factory=None):
     def submit(job: Job) -> Job:
         try:
             return queue.submit(job)
+        except Stopping:
+            raise ApiError(503, "the server is shutting down") from None
         except QueueFull:
             raise ApiError(429, f"busy: {queue.capacity} images are queued or running; "
                                 "retry shortly", {"Retry-After": "5"}) from None
@@ -217,8 +241,11 @@ def create_app(config: ServeConfig | None = None, factory=None):
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        message = {413: f"upload over the limit of {config.max_upload_mb:g} MB"}.get(
-            exc.code or 0, exc.description or exc.name)
+        message = exc.description or exc.name
+        if exc.code == 413:
+            size = f" of {request.content_length:,} bytes" if request.content_length else ""
+            message = (f"upload{size} over the limit of {config.body_limit:,} bytes (the "
+                       f"file's {config.max_upload_mb:g} MB and the form around it)")
         return jsonify(error=message), exc.code or 500
 
     @app.errorhandler(Exception)
@@ -248,15 +275,18 @@ def create_app(config: ServeConfig | None = None, factory=None):
     @app.get("/api/models")
     def api_models():
         return jsonify(models=models.listing(), max_upload_mb=config.max_upload_mb,
-                       max_pixels=config.max_pixels)
+                       max_upload_bytes=config.max_upload_bytes, max_pixels=config.max_pixels)
 
     @app.post("/api/upscale")
     def api_upscale():
+        from concurrent.futures import CancelledError
         from concurrent.futures import TimeoutError as Pending
 
         job = submit(accept())
         try:
             job.future.exception(timeout=config.wait_seconds)
+        except CancelledError:
+            raise ApiError(503, CANCELLED) from None
         except Pending:
             raise ApiError(503, f"still running after {config.wait_seconds:g} s; it goes on as "
                                 f"job {job.id} (GET /api/jobs/{job.id})") from None
@@ -290,23 +320,27 @@ def create_app(config: ServeConfig | None = None, factory=None):
     return app
 
 
-def serve(config: ServeConfig, host: str = "127.0.0.1", port: int = 8000,
-          threads: int = 8) -> None:
-    """Run the app under waitress (a production WSGI server; never Flask's debug server)."""
-    try:
-        from waitress import serve as waitress_serve
-    except ImportError:
-        raise UserError("srrun serve needs the [serve] extra: pip install "
-                        "'srgan-toolkit[serve]'") from None
+def serve(config: ServeConfig, http: HttpConfig | None = None) -> int:
+    """Run the app under waitress (a production WSGI server; never Flask's debug server) until
+    Ctrl-C or SIGTERM (:mod:`srgan_runtime.serve.server`); returns the exit status."""
+    from .server import make_server, run_until_stopped
+
+    http = http or HttpConfig()
     app = create_app(config)
-    log.info("serving %s on http://%s:%d/ (%d models, %d worker(s), queue %d)",
-             ", ".join(app.extensions["srgan"]["models"].paths), host, port, len(
-                 app.extensions["srgan"]["models"].paths), config.workers, config.queue)
+    ext = app.extensions["srgan"]
     try:
-        waitress_serve(app, host=host, port=port, threads=threads, ident="srrun")
-    finally:
-        app.extensions["srgan"]["queue"].shutdown()
-        _remove_dir(app.extensions["srgan"]["upload_dir"])
+        server = make_server(app, http, config.body_limit)
+    except BaseException:
+        ext["queue"].stop()
+        _remove_dir(ext["upload_dir"])
+        raise
+    names = ", ".join(ext["models"].paths)
+    log.info("serving %s on http://%s:%d/ (%d worker(s), queue %d, %d HTTP threads, uploads "
+             "up to %g MB and %s pixels, %d connections, idle ones closed after %d s)", names,
+             http.host, http.port, config.workers, config.queue, http.threads,
+             config.max_upload_mb, f"{config.max_pixels:,}", server.adj.connection_limit,
+             http.channel_timeout)
+    return run_until_stopped(server, ext["queue"], ext["upload_dir"], http)
 
 
 def _remove_dir(path: str) -> None:
@@ -315,4 +349,4 @@ def _remove_dir(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-__all__ = ["ApiError", "ServeConfig", "create_app", "safe_stem", "serve"]
+__all__ = ["ApiError", "HttpConfig", "ServeConfig", "create_app", "safe_stem", "serve"]

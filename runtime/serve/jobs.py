@@ -4,6 +4,7 @@ random ids that expire and whose total size is capped. Nothing here touches the 
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
@@ -23,6 +24,17 @@ def valid_id(text: str) -> bool:
 
 class QueueFull(Exception):
     """Every slot is taken: the client should retry later."""
+
+
+class Stopping(QueueFull):
+    """The server is shutting down: no new job is taken."""
+
+
+class Cancelled(Exception):
+    """Raised inside a running job (from its progress callback) when the server stops."""
+
+
+CANCELLED = "cancelled: the server is shutting down"
 
 
 @dataclass
@@ -65,6 +77,7 @@ class JobQueue:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._active = 0
+        self.stopping = threading.Event()
 
     @property
     def active(self) -> int:
@@ -74,6 +87,8 @@ class JobQueue:
     def submit(self, job: Job) -> Job:
         with self._lock:
             self._expire()
+            if self.stopping.is_set():
+                raise Stopping
             if self._active >= self.capacity:
                 raise QueueFull
             self._active += 1
@@ -84,8 +99,12 @@ class JobQueue:
     def _work(self, job: Job) -> None:
         job.state = "running"
         try:
+            if self.stopping.is_set():
+                raise Cancelled
             self._run(job)
             job.state = "done" if job.error is None else "failed"
+        except Cancelled:
+            job.error, job.status, job.state = CANCELLED, 503, "failed"
         except Exception as exc:  # a bug, not bad input: reported as such, the worker lives on
             job.error, job.status, job.state = f"internal error ({type(exc).__name__})", 500, \
                 "failed"
@@ -119,5 +138,36 @@ class JobQueue:
             total -= len(old.result)
             del self._jobs[old.id]
 
-    def shutdown(self) -> None:
+    def check_stop(self) -> None:
+        """Raise :class:`Cancelled` once the server is stopping (called between tiles)."""
+        if self.stopping.is_set():
+            raise Cancelled
+
+    def stop(self) -> tuple[list[Job], int]:
+        """Take no new job, cancel the queued ones, and let running ones stop at their next
+        tile (through :meth:`check_stop`). Returns the running jobs and how many were
+        cancelled."""
+        self.stopping.set()
+        with self._lock:
+            jobs = list(self._jobs.values())
+        cancelled = 0
+        for job in jobs:
+            if job.state == "queued" and job.future is not None and job.future.cancel():
+                job.error, job.status, job.state = CANCELLED, 503, "failed"
+                job.finished = time.monotonic()
+                cancelled += 1
         self._pool.shutdown(wait=False, cancel_futures=True)
+        return [j for j in jobs if j.state == "running"], cancelled
+
+    def wait(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for running jobs; how many are still running."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            futures = [j.future for j in self._jobs.values() if j.future is not None]
+        for fut in futures:
+            with contextlib.suppress(Exception):  # cancelled, or running at the deadline
+                fut.exception(timeout=max(0.0, deadline - time.monotonic()))
+        return sum(1 for f in futures if not f.done())
+
+    def shutdown(self) -> None:
+        self.stop()

@@ -4,6 +4,7 @@
 const $ = (id) => document.getElementById(id);
 let file = null;
 let inputUrl = null;
+let maxUploadBytes = Infinity;  // from /api/models
 
 function showError(message) {
   $("error").textContent = message;
@@ -34,6 +35,7 @@ async function loadModels() {
     $("model").append(o);
   }
   $("model").parentElement.hidden = info.models.length < 2;
+  maxUploadBytes = info.max_upload_bytes;
   $("limits").textContent = `Up to ${info.max_upload_mb} MB and ` +
     `${(info.max_pixels / 1e6).toFixed(1)} megapixels per image.`;
 }
@@ -79,6 +81,12 @@ async function submit(ev) {
   $("go").disabled = true;
   showError("");
   $("result").hidden = true;
+  if (file.size > maxUploadBytes) {  // the server would refuse it after the whole upload
+    showError(`${file.name} is ${file.size.toLocaleString()} bytes, over the limit of ` +
+      `${maxUploadBytes.toLocaleString()} bytes`);
+    $("go").disabled = false;
+    return;
+  }
   const form = new FormData();
   form.append("image", file);
   form.append("model", $("model").value);
