@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # How many times Ray restarts a dead worker, and retries the file it was on.
 RESTARTS = 3
+DEFAULT_GCS_PORT = 6379  # a head node's address when only its host is given
+PROBE_SECONDS = 5.0  # a reachable head node accepts at once; a firewall drops silently
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ def _connect(settings: RaySettings):
         raise UserError("--ray needs Ray: pip install 'srgan-toolkit[ray]'") from None
     started = not ray.is_initialized()
     if started:
+        check_reachable(settings.address)
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         try:
             ray.init(address=settings.address or None, **kwargs)
@@ -118,6 +121,31 @@ def _connect(settings: RaySettings):
             raise UserError(f"--ray {settings.address}: cannot reach the cluster "
                             f"({first_line(exc)})") from None
     return ray, started
+
+
+def check_reachable(address: str | None, timeout: float = PROBE_SECONDS) -> None:
+    """Refuse a ``HOST:PORT`` address where nothing accepts a connection, in one line and
+    within ``timeout``: ``ray.init`` itself retries such an address for minutes, printing its
+    own warnings. ``auto`` and ``ray://`` addresses fail quickly in Ray and are left to it."""
+    if not address or address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep:
+        host, port = address, str(DEFAULT_GCS_PORT)
+    host = host.strip("[]")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--ray {address}: expected HOST:PORT (the head node's GCS port, "
+                        f"{DEFAULT_GCS_PORT} by default), auto, or ray://HOST:10001")
+    import socket
+
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise UserError(f"--ray {address}: cannot reach a Ray cluster there ({why} within "
+                        f"{timeout:g} s); start one with 'ray start --head' or check the "
+                        "address") from None
 
 
 def _worker_count(ray, settings: RaySettings, files: int) -> int:

@@ -1,0 +1,94 @@
+"""Hostile but realistic input, second round (issue 24): one test per defect, named after the
+behaviour. The web page's defects (real photos, spooled uploads, idle sockets, Ctrl-C) are in
+test_serve_limits.py. Anything that could hang runs under a timeout."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from srgan_runtime.core.errors import UserError
+
+SRRUN = [sys.executable, "-m", "srgan_runtime.cli"]
+
+
+def srrun(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    r = subprocess.run([*SRRUN, *args], capture_output=True, text=True, timeout=timeout)
+    assert "Traceback" not in r.stderr, r.stderr
+    return r
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    path = tmp_path / "in.png"
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- 4: --ray HOST:PORT with nothing listening ----------------------------------------------
+
+def test_ray_address_with_nothing_listening_is_refused_before_ray_init(monkeypatch) -> None:
+    pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    import ray
+
+    from srgan_runtime.raybatch import RaySettings, _connect
+
+    def never(*_a, **_k):
+        raise AssertionError("ray.init was called for an address nothing listens on")
+
+    monkeypatch.setattr(ray, "init", never)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    port = _closed_port()
+    t0 = time.monotonic()
+    with pytest.raises(UserError, match=f"127.0.0.1:{port}: cannot reach a Ray cluster"):
+        _connect(RaySettings(f"127.0.0.1:{port}"))
+    assert time.monotonic() - t0 < 10
+    with pytest.raises(UserError, match="expected HOST:PORT"):
+        _connect(RaySettings("127.0.0.1:notaport"))
+
+
+def test_srrun_ray_host_port_with_nothing_listening_is_one_line(photo: Path,
+                                                                tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    port = _closed_port()
+    t0 = time.monotonic()
+    r = srrun("upscale", str(photo), "-o", str(tmp_path / "out.png"), "--ray",
+              f"127.0.0.1:{port}", timeout=90)
+    assert r.returncode == 2, r.stderr
+    assert time.monotonic() - t0 < 60
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines[-1].startswith("srrun: error: --ray 127.0.0.1:") and "cannot reach" in lines[-1]
+    assert not any("WARNING" in ln and "ray" in ln.lower() for ln in lines), r.stderr
+
+
+# --- 5: --batch 0 ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_batch_below_one_is_refused_before_the_model_is_opened(photo: Path, tmp_path: Path,
+                                                               value: str) -> None:
+    r = srrun("upscale", str(photo), "-o", str(tmp_path / "out.png"), "--batch", value,
+              "--model", str(tmp_path / "no-such-model.safetensors"))
+    assert r.returncode == 2 and "--batch >= 1" in r.stderr, r.stderr
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_upscaler_refuses_batch_zero() -> None:
+    from srgan_runtime.upscaler import Upscaler
+
+    with pytest.raises(UserError, match="--batch >= 1"):
+        Upscaler("default", batch=0)
