@@ -111,7 +111,9 @@ def measure_footprint(backend: Backend) -> Footprint | None:
     path = backend.info.path
     if not path or not Path(path).is_file():
         return None
-    cmd = [sys.executable, "-m", "srgan_runtime.memory", path, backend.name, backend.precision]
+    # The scale too: a foreign ONNX file without this toolkit's metadata opens only with it.
+    cmd = [sys.executable, "-m", "srgan_runtime.memory", path, backend.name, backend.precision,
+           str(backend.scale)]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -193,8 +195,8 @@ def _report_peak(path: str) -> None:
 
 
 def _main() -> None:
-    """``python -m srgan_runtime.memory MODEL BACKEND PRECISION``: print the footprint as JSON
-    (null where it cannot be measured).
+    """``python -m srgan_runtime.memory MODEL BACKEND PRECISION SCALE``: print the footprint as
+    JSON (null where it cannot be measured).
 
     ``python -m srgan_runtime.memory --report-peak FILE MODULE|-c CODE ARGS...``: run
     ``MODULE`` as ``__main__`` (or ``CODE``) and write this process's peak resident bytes to
@@ -216,8 +218,8 @@ def _main() -> None:
         return
     from .backends import open_backend
 
-    model, name, precision = sys.argv[1:4]
-    fp = measure_here(open_backend(model, name, "cpu", precision, cache=False))
+    model, name, precision, scale = sys.argv[1:5]
+    fp = measure_here(open_backend(model, name, "cpu", precision, scale=int(scale), cache=False))
     print(json.dumps(None if fp is None else asdict(fp)))
 
 

@@ -146,7 +146,8 @@ class Upscaler:
             self._rss_start = current_rss() or 0
             self._held_side = 0  # the largest tile planned so far: what the backend may keep
             if self._footprint is None and max_memory:
-                log.warning("cannot measure memory on this system: --max-memory not applied")
+                log.warning("--max-memory not applied: the model's memory footprint could not "
+                            "be measured (the reason is above)")
         self.alpha = alpha
         self.outscale = outscale
         self._fallback: Backend | None = None

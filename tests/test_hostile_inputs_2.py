@@ -92,3 +92,22 @@ def test_upscaler_refuses_batch_zero() -> None:
 
     with pytest.raises(UserError, match="--batch >= 1"):
         Upscaler("default", batch=0)
+
+
+# --- 7: the memory budget for an ONNX file without this toolkit's metadata -------------------
+
+def test_memory_budget_applies_to_an_onnx_file_without_metadata(tmp_path: Path,
+                                                                caplog) -> None:
+    onnx = pytest.importorskip("onnx", reason="the [onnx] extra is not installed")
+    pytest.importorskip("onnxruntime", reason="the [onnx] extra is not installed")
+    from srgan_runtime.core.modelinfo import bundled_models, onnx_variant
+    from srgan_runtime.upscaler import Upscaler
+
+    model = onnx.load(str(onnx_variant(bundled_models()["fast"])))
+    del model.metadata_props[:]  # as a foreign exporter writes it: --scale is needed
+    path = tmp_path / "plain.onnx"
+    onnx.save(model, str(path))
+    with caplog.at_level("WARNING"):
+        up = Upscaler(path, backend="onnxruntime", scale=4, max_memory="auto", overlap=8)
+    assert up._footprint is not None and up._footprint.per_pixel > 0, caplog.text
+    assert "not measured" not in caplog.text and "not applied" not in caplog.text
