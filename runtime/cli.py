@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -25,8 +26,9 @@ def cli() -> None:
 @cli.command(epilog="\b\nBackends (what each runs, where; 'auto' picks per model):\n"
              + support_summary())
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
-              help="Output file (one input) or folder.")
+@click.option("-o", "--output", "out_arg", required=True, type=click.Path(),
+              help="Output file (one input) or folder (a name with an extension that is not "
+                   "an image format must end with '/').")
 @click.option("--model", "--engine", "engine", default=None,
               help="Generator file / run folder, .onnx, .plan, another project's checkpoint "
                    "(.pth/.pt/.ckpt/.safetensors, read by spandrel), or a bundled model name "
@@ -98,7 +100,7 @@ def cli() -> None:
                    "one per GPU with --device cuda).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.pass_context
-def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str | None,
+def upscale(ctx: click.Context, inputs: tuple[str, ...], out_arg: str, engine: str | None,
             backend: str, device: str, precision: str, tile: int, overlap: int | None,
             seamless: bool, no_cache: bool, batch: int | None, max_memory: str, threads: int,
             outscale: float | None, fmt: str | None, quality: int,
@@ -109,8 +111,15 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str 
     """Upscale image files, folders or globs into OUT."""
     from srgan_runtime.core.files import check_output_file
 
-    from .core.modelinfo import default_model, resolve_model
-    from .pipeline import check_output_option, collect_inputs, run_job, write_report
+    from .core.modelinfo import default_model, describe, resolve_model
+    from .pipeline import (
+        check_output_option,
+        check_outputs,
+        collect_inputs,
+        run_job,
+        scale_label,
+        write_report,
+    )
     from .upscaler import Upscaler, check_settings
 
     # Everything that can be checked without the model is checked first.
@@ -123,8 +132,12 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out: Path, engine: str 
     if report is not None:
         check_output_file(report, "report file")
     files = collect_inputs(list(inputs), recursive)
-    check_output_option(out, len(files), fmt)
+    out = Path(out_arg)
+    check_output_option(out, len(files), fmt, folder_meant=out_arg.endswith(("/", os.sep)))
     path = resolve_model(engine) if engine else default_model(int(scale) if scale else None)
+    # Every output path before the model is opened (its scale names them: metadata only).
+    label = scale_label(describe(path, int(scale) if scale else None).scale, outscale)
+    check_outputs(label, files, out, fmt, overwrite, skip_existing)
     if ray_address is not None:
         from .raybatch import RaySettings, run_ray_job
 

@@ -191,17 +191,21 @@ def output_path(src: Path, base: Path, out: Path, single: bool, scale_label: str
     return out / rel / f"{src.stem}_x{scale_label}.{ext}"
 
 
-def check_output_option(out: Path, n_inputs: int, fmt: str | None) -> None:
-    """Refuse an ``-o`` that cannot do what it says, before any work: a file name with an
-    extension that cannot be written, a name whose extension contradicts ``--format``, a
-    file name (or an existing file) for several inputs."""
+def check_output_option(out: Path, n_inputs: int, fmt: str | None,
+                        folder_meant: bool = False) -> None:
+    """Refuse an ``-o`` that cannot do what it says, before any work: a name with an
+    extension that is not a format this writes (unless it is an existing folder, or
+    ``folder_meant``: the name ended with a slash), a name whose extension contradicts
+    ``--format``, a file name (or an existing file) for several inputs."""
     from PIL import Image
 
     ext = out.suffix.lower()
     writable = ", ".join(sorted(FORMATS))
-    if ext and ext.lstrip(".") not in FORMATS and ext in Image.registered_extensions() \
-            and not out.is_dir():
-        raise UserError(f"{out}: cannot write {ext} images (choose one of: {writable})")
+    if ext and ext.lstrip(".") not in FORMATS and not out.is_dir() and not folder_meant:
+        if ext in Image.registered_extensions():
+            raise UserError(f"{out}: cannot write {ext} images (choose one of: {writable})")
+        raise UserError(f"{out}: {ext} is not an image format this writes ({writable}); for "
+                        f"a folder of that name, end it with '/' ({out}/)")
     if n_inputs > 1:
         if ext.lstrip(".") in FORMATS and not out.is_dir():
             raise UserError(f"{out}: several inputs need an output folder, not a file name")
@@ -230,9 +234,33 @@ def read_input(src: Path, dst: Path, fmt: str | None, max_pixels: int | None,
     return pic, [*pic.notes, *output_notes(pic, out_fmt)]
 
 
+def check_outputs(label: str, inputs: list[tuple[Path, Path]], out: Path, fmt: str | None,
+                  overwrite: bool, skip_existing: bool) -> None:
+    """Refuse the whole job, before any model is opened, when an output could not be written
+    (it exists without ``--overwrite``/``--skip-existing``, is an input, is written twice, or
+    its folder is not writable): one line for one such output, a line each and a summary for
+    several."""
+    results, _ = _plan(label, inputs, out, fmt, overwrite, skip_existing, log_failures=False)
+    bad = [r for r in results.values() if r.status == "failed"]
+    if not bad:
+        return
+    if len(bad) == 1:
+        raise UserError(_refusal(bad[0]))
+    for r in bad:
+        log.error("%s", _refusal(r))
+    raise UserError(f"{len(bad)} of {len(inputs)} outputs cannot be written (above); nothing "
+                    "was done")
+
+
+def _refusal(res: FileResult) -> str:
+    """A refused output in one line, naming the file the message does not already name."""
+    error = res.error or "refused"
+    return error if error.startswith(str(res.output)) else f"{res.output}: {error}"
+
+
 def _plan(label: str, inputs: list[tuple[Path, Path]], out: Path, fmt: str | None,
-          overwrite: bool, skip_existing: bool) -> tuple[dict[int, FileResult],
-                                                         list[tuple[int, Path, Path]]]:
+          overwrite: bool, skip_existing: bool, log_failures: bool = True
+          ) -> tuple[dict[int, FileResult], list[tuple[int, Path, Path]]]:
     """Output path and pre-flight verdict of every input: nothing computed for a file whose
     result could not be written."""
     single = len(inputs) == 1
@@ -260,7 +288,7 @@ def _plan(label: str, inputs: list[tuple[Path, Path]], out: Path, fmt: str | Non
         else:
             todo.append((k, src, dst))
         seen_outputs.add(dst)
-        if res.status == "failed":
+        if res.status == "failed" and log_failures:
             log.error("%s: %s", src, res.error)
     return results, todo
 

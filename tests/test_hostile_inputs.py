@@ -710,12 +710,16 @@ def test_kept_behaviours_one_line_per_bad_file_nothing_overwritten_bombs_cheap(
     out = tmp_path / "out"
     out.mkdir()
     (out / "good_x4.png").write_bytes(b"precious")
-    t0 = time.perf_counter()
     r = srrun("upscale", str(d), "-o", str(out), "--engine", str(generator_file),
               "--no-progress", mem_gb=6, timeout=120)
+    assert r.returncode == 2 and "good_x4.png: exists" in r.stderr  # refused before any work
+    assert (out / "good_x4.png").read_bytes() == b"precious"
+    t0 = time.perf_counter()
+    r = srrun("upscale", str(d), "-o", str(out), "--engine", str(generator_file),
+              "--no-progress", "--skip-existing", mem_gb=6, timeout=120)
     assert time.perf_counter() - t0 < 100
     assert r.returncode == 1
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("ERROR")]
-    assert len(errors) == 4  # one line per bad file
+    assert len(errors) == 3  # one line per bad file
     assert (out / "good_x4.png").read_bytes() == b"precious"
     assert "bomb.png" in r.stderr

@@ -111,3 +111,60 @@ def test_memory_budget_applies_to_an_onnx_file_without_metadata(tmp_path: Path,
         up = Upscaler(path, backend="onnxruntime", scale=4, max_memory="auto", overlap=8)
     assert up._footprint is not None and up._footprint.per_pixel > 0, caplog.text
     assert "not measured" not in caplog.text and "not applied" not in caplog.text
+
+
+# --- 15, 16: output paths checked before any work --------------------------------------------
+
+def _srrun_in_process(monkeypatch, *args: str):
+    """srrun in this process with the model's opening forbidden: a refusal must come first."""
+    from click.testing import CliRunner
+
+    from srgan_runtime import upscaler
+    from srgan_runtime.cli import cli
+
+    def forbidden(*_a, **_k):
+        raise AssertionError("the model was opened before the request was refused")
+
+    monkeypatch.setattr(upscaler, "Upscaler", forbidden)
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_an_unknown_output_extension_is_refused_not_made_a_folder(monkeypatch, photo: Path,
+                                                                  tmp_path: Path) -> None:
+    r = _srrun_in_process(monkeypatch, "upscale", str(photo), "-o", str(tmp_path / "out.xyz"))
+    assert r.exit_code == 2 and ".xyz is not an image format" in r.output, r.output
+    assert "end it with '/'" in r.output
+    assert not (tmp_path / "out.xyz").exists()
+    Image.open(photo).save(photo.with_name("b.png"))
+    r = _srrun_in_process(monkeypatch, "upscale", str(photo), str(photo.with_name("b.png")),
+                          "-o", str(tmp_path / "results.v2"))
+    assert r.exit_code == 2 and ".v2 is not an image format" in r.output
+
+
+def test_a_folder_named_with_a_dot_works_with_a_slash_or_when_it_exists(photo: Path,
+                                                                        tmp_path: Path) -> None:
+    r = srrun("upscale", str(photo), "-o", str(tmp_path / "out.xyz") + "/", "--model", "fast",
+              "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out.xyz" / "in_x4.png").is_file()
+    (tmp_path / "results.v2").mkdir()
+    r = srrun("upscale", str(photo), "-o", str(tmp_path / "results.v2"), "--model", "fast",
+              "--no-progress")
+    assert r.returncode == 0 and (tmp_path / "results.v2" / "in_x4.png").is_file(), r.stderr
+
+
+def test_an_existing_output_is_exit_2_before_the_model_is_opened(monkeypatch, photo: Path,
+                                                                 tmp_path: Path) -> None:
+    out = tmp_path / "out.png"
+    out.write_bytes(b"precious")
+    r = _srrun_in_process(monkeypatch, "upscale", str(photo), "-o", str(out))
+    assert r.exit_code == 2 and f"{out}: exists (use --overwrite" in r.output, r.output
+    assert out.read_bytes() == b"precious"
+    folder = tmp_path / "outs"
+    folder.mkdir()
+    (folder / "in_x4.png").write_bytes(b"precious")
+    (folder / "b_x4.png").write_bytes(b"precious")
+    Image.open(photo).save(photo.with_name("b.png"))
+    r = _srrun_in_process(monkeypatch, "upscale", str(photo), str(photo.with_name("b.png")),
+                          "-o", str(folder))
+    assert r.exit_code == 2 and "2 of 2 outputs cannot be written" in r.output, r.output

@@ -54,10 +54,10 @@ def test_folder_job_carries_on_and_reports(generator_file: Path, folder: Path,
     statuses = {Path(f["input"]).name: f["status"] for f in doc["files"]}
     assert statuses == {"a.png": "ok", "b.png": "ok", "c.jpg": "ok", "broken.png": "failed",
                         "trunc.png": "failed"}
-    # A second run refuses to overwrite, --skip-existing skips, --overwrite replaces.
+    # A second run refuses to overwrite (before any work), --skip-existing skips.
     r = run("upscale", str(folder / "a.png"), "-o", str(out), "--engine", str(generator_file),
             "--no-progress")
-    assert r.returncode == 1 and "exists" in r.stderr
+    assert r.returncode == 2 and "exists" in r.stderr
     r = run("upscale", str(folder / "a.png"), "-o", str(out), "--engine", str(generator_file),
             "--skip-existing", "--no-progress")
     assert r.returncode == 0 and "1 skipped" in r.stdout
@@ -76,7 +76,7 @@ def test_single_file_to_named_output_and_format(generator_file: Path, folder: Pa
 def test_bad_requests(generator_file: Path, folder: Path, tmp_path: Path) -> None:
     r = run("upscale", str(folder / "a.png"), "-o", str(folder / "a.png"), "--engine",
             str(generator_file), "--no-progress", "--overwrite")
-    assert r.returncode == 1 and "output path is the input file" in r.stderr
+    assert r.returncode == 2 and "output path is the input file" in r.stderr
     r = run("upscale", str(folder / "a.png"), "-o", str(tmp_path / "o"), "--engine",
             str(generator_file), "--max-pixels", "100", "--no-progress")
     assert r.returncode == 1 and "--max-pixels" in r.stderr
