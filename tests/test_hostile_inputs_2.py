@@ -168,3 +168,63 @@ def test_an_existing_output_is_exit_2_before_the_model_is_opened(monkeypatch, ph
     r = _srrun_in_process(monkeypatch, "upscale", str(photo), str(photo.with_name("b.png")),
                           "-o", str(folder))
     assert r.exit_code == 2 and "2 of 2 outputs cannot be written" in r.output, r.output
+
+
+# --- 12: a read-only file system is not "permission denied" ----------------------------------
+
+def test_folder_problem_names_a_read_only_file_system(monkeypatch, tmp_path: Path) -> None:
+    import os
+
+    from srgan_runtime.core import files
+
+    real = os.statvfs
+
+    class ReadOnly:
+        def __init__(self, st) -> None:
+            self.st = st
+
+        def __getattr__(self, name: str):
+            if name == "f_flag":
+                return self.st.f_flag | os.ST_RDONLY
+            return getattr(self.st, name)
+
+    monkeypatch.setattr(os, "statvfs", lambda p: ReadOnly(real(p)))
+    problem = files.folder_problem(tmp_path)
+    assert problem is not None and "read-only file system" in problem, problem
+
+
+def _read_only_mount(tmp_path: Path) -> list[str]:
+    """A command prefix running its command with ``tmp_path/ro`` a read-only tmpfs (a private
+    mount namespace of an unprivileged user namespace); skips where the kernel refuses."""
+    import shutil
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    prefix = ["unshare", "-rm", "sh", "-c", f'mount -t tmpfs -o ro tmpfs {ro} && exec "$@"',
+              "sh"]
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) for a real read-only mount")
+    probe = subprocess.run([*prefix, "touch", str(ro / "x")], capture_output=True, text=True,
+                           timeout=30)
+    if "Read-only file system" not in probe.stderr:
+        pytest.skip(f"cannot mount a read-only tmpfs here ({probe.stderr.strip()[:80]})")
+    return prefix
+
+
+def test_srrun_and_srexport_say_read_only(photo: Path, tmp_path: Path,
+                                          generator_file: Path) -> None:
+    prefix = _read_only_mount(tmp_path)
+    ro = tmp_path / "ro"
+    cases = [
+        [*SRRUN, "upscale", str(photo), "-o", str(ro / "out.png"), "--model", "fast"],
+        [*SRRUN, "upscale", str(photo), "-o", str(tmp_path / "o.png"), "--model", "fast",
+         "--report", str(ro / "run.json")],
+        [sys.executable, "-m", "srgan_export.cli", "onnx", str(generator_file), "-o",
+         str(ro / "g.onnx")],
+    ]
+    for cmd in cases:
+        r = subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2, (cmd, r.stderr)
+        assert "read-only file system" in r.stderr and "permission denied" not in r.stderr, (
+            cmd, r.stderr)
+        assert "Traceback" not in r.stderr

@@ -58,9 +58,20 @@ def folder_problem(folder: Path) -> str | None:
         p = p.parent
     if p.exists() and not p.is_dir():
         return f"cannot write into {folder}: {p} is a file, not a folder"
+    if p.exists() and read_only(p):
+        return (f"cannot write into {folder}: {p} is on a read-only file system (permissions "
+                "cannot change that; write elsewhere)")
     if p.exists() and not os.access(p, os.W_OK | os.X_OK):
         return f"cannot write into {folder}: permission denied"
     return None
+
+
+def read_only(path: Path) -> bool:
+    """Whether ``path`` lies on a file system mounted read-only (False where unknown)."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
+        return False
 
 
 def check_output_file(path: Path, what: str = "output file", overwrite: bool = True) -> None:
