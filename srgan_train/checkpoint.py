@@ -26,6 +26,7 @@ from srgan_runtime.core.generator import (
     read_generator_metadata,
     read_safetensors_header,
 )
+from srgan_runtime.core.statedict import mismatch_text
 
 from .archs import Generator, build_generator
 from .config import GeneratorConfig
@@ -98,22 +99,10 @@ def expected_tensors(cfg: GeneratorConfig) -> dict[str, tuple[int, ...]]:
 
 def _describe_mismatch(expected: dict[str, tuple[int, ...]],
                        found: dict[str, tuple[int, ...]]) -> str:
-    def names(keys: list[str]) -> str:
-        return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-
-    parts = []
-    missing = sorted(set(expected) - set(found))
-    extra = sorted(set(found) - set(expected))
-    shapes = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
-    if missing:
-        parts.append(f"missing {len(missing)} tensor(s): {names(missing)}")
-    if extra:
-        parts.append(f"{len(extra)} unexpected tensor(s): {names(extra)}")
-    for k in shapes[:3]:
-        parts.append(f"{k} is {list(found[k])} in the file, {list(expected[k])} for the config")
-    if len(shapes) > 3:
-        parts.append(f"{len(shapes) - 3} more shape mismatch(es)")
-    return "; ".join(parts)
+    shapes = [(k, found[k], expected[k]) for k in sorted(set(expected) & set(found))
+              if expected[k] != found[k]]
+    return mismatch_text(sorted(set(expected) - set(found)), sorted(set(found) - set(expected)),
+                         shapes, "the config")
 
 
 _FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})

@@ -228,3 +228,66 @@ def test_srrun_and_srexport_say_read_only(photo: Path, tmp_path: Path,
         assert "read-only file system" in r.stderr and "permission denied" not in r.stderr, (
             cmd, r.stderr)
         assert "Traceback" not in r.stderr
+
+
+# --- 9: other projects' checkpoints with wrong or missing tensors ---------------------------
+
+def _compact_state():
+    pytest.importorskip("torch", reason="the [torch] extra is not installed")
+    import torch
+
+    from srgan_runtime.core.foreign import import_spandrel
+
+    try:
+        import_spandrel()
+    except UserError as exc:
+        pytest.skip(f"spandrel not importable: {exc}")
+    from spandrel.architectures.Compact import Compact
+
+    torch.manual_seed(0)
+    return Compact(num_feat=16, num_conv=4, upscale=4).state_dict()
+
+
+def _broken(tmp_path: Path, name: str, state: dict) -> Path:
+    import torch
+
+    path = tmp_path / f"{name}.pth"
+    torch.save({"params": state}, path)
+    return path
+
+
+def test_foreign_checkpoint_errors_name_the_tensors(tmp_path: Path) -> None:
+    import torch
+
+    from srgan_runtime.core.foreign import load_descriptor
+
+    sd = _compact_state()
+    missing = {k: v for k, v in sd.items() if k != "body.2.weight"}
+    extra = {**sd, "extra.weight": torch.zeros(3)}
+    shape = {**sd, "body.2.weight": torch.zeros(16, 16, 5, 5)}
+    odd = {**sd, "body.16.weight": torch.zeros(1)}
+    cases = [
+        (missing, "missing 1 tensor(s): body.2.weight"),
+        (extra, "1 unexpected tensor(s): extra.weight"),
+        (shape, "body.2.weight is [16, 16, 5, 5] in the file, [16, 16, 3, 3] for the network"),
+        (odd, "tensor 'body.16.bias' is missing"),
+    ]
+    for k, (state, words) in enumerate(cases):
+        path = _broken(tmp_path, f"c{k}", state)
+        with pytest.raises(UserError) as err:
+            load_descriptor(path)
+        assert words in str(err.value), str(err.value)
+        assert not str(err.value).endswith(":)"), str(err.value)
+    whole = _broken(tmp_path, "whole", sd)
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(whole.read_bytes()[:5000])
+    with pytest.raises(UserError, match="damaged or truncated"):
+        load_descriptor(truncated)
+
+
+def test_srrun_names_the_missing_tensor_in_one_line(photo: Path, tmp_path: Path) -> None:
+    sd = _compact_state()
+    path = _broken(tmp_path, "compact", {k: v for k, v in sd.items() if k != "body.2.bias"})
+    r = srrun("upscale", str(photo), "-o", str(tmp_path / "o.png"), "--model", str(path))
+    assert r.returncode == 2 and "missing 1 tensor(s): body.2.bias" in r.stderr, r.stderr
+    assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 1, r.stderr

@@ -13,9 +13,11 @@ for everything else.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
 import pickle
+import re
 import sys
 import types
 import warnings
@@ -24,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .errors import UserError, first_line
+from .statedict import load_failure
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,16 @@ def _import_spandrel_itself() -> types.ModuleType:
     return spandrel
 
 
+def _read_failure(exc: BaseException) -> str:
+    """Why ``torch.load`` could not read a file, in words (a truncated zip reads as
+    ``[Errno 22] Invalid argument`` or a PytorchStreamReader message)."""
+    text = str(exc)
+    if (isinstance(exc, OSError) and exc.errno in (errno.EINVAL, errno.EIO)) or \
+            "PytorchStreamReader" in text or "zip archive" in text:
+        return "damaged or truncated"
+    return f"{type(exc).__name__}: {first_line(exc)}"
+
+
 def _is_torchscript(path: Path) -> bool:
     with contextlib.suppress(zipfile.BadZipFile, OSError), zipfile.ZipFile(path) as z:
         return any(n.split("/", 1)[-1].startswith(("code/", "constants.pkl"))
@@ -134,7 +147,7 @@ def read_state_dict(path: Path) -> dict:
                             "unpickling could read and which could run code; refused (re-save "
                             "its state_dict, or convert it to .safetensors)") from None
         except Exception as exc:
-            raise UserError(f"{path}: not a readable PyTorch checkpoint ({first_line(exc)})"
+            raise UserError(f"{path}: not a readable PyTorch checkpoint ({_read_failure(exc)})"
                             ) from None
     if not isinstance(state, dict):
         raise UserError(f"{path}: holds a {type(state).__name__}, not a state dict")
@@ -158,8 +171,10 @@ def _load_cached(path: str, mtime_ns: int, size: int):
                         "knows ESRGAN, Compact, SwinIR, HAT, SPAN, OmniSR, RCAN, DAT and more: "
                         "see its README)") from None
     except Exception as exc:
-        raise UserError(f"{path}: spandrel could not build the model ({first_line(exc)})"
-                        ) from None
+        arch = re.search(r"loading state_dict for (\w+)", str(exc))
+        expected = f"spandrel's {arch[1]}" if arch else "the architecture spandrel detected"
+        raise UserError(f"{path}: spandrel could not build the model: "
+                        f"{load_failure(exc, expected)}") from None
     if not isinstance(desc, spandrel.ImageModelDescriptor) or desc.purpose not in PURPOSES:
         raise UserError(f"{path}: a {desc.architecture.name} {desc.purpose} model; this toolkit "
                         "runs image-to-image models (super-resolution and restoration)")
