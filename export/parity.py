@@ -47,9 +47,10 @@ class CaseResult:
     name: str
     shape: tuple[int, ...]
     max_abs: float  # on raw (unclamped) outputs; inf when non-finite values appeared
-    psnr: float  # on uint8-rounded outputs; inf when identical
+    psnr: float  # on uint8-rounded outputs; inf when identical, NaN when not comparable
     ssim: float | None  # None when the output is smaller than the 11x11 window
-    finite: bool
+    finite: bool  # both outputs free of NaN/Inf
+    reference_finite: bool = True
 
 
 @dataclass
@@ -66,6 +67,9 @@ class ParityReport:
 
     @property
     def worst_psnr(self) -> float:
+        """The lowest PSNR; NaN when an output was not finite (no PSNR describes that)."""
+        if not self.finite:
+            return float("nan")
         return min((c.psnr for c in self.cases), default=float("inf"))
 
     @property
@@ -88,7 +92,8 @@ class ParityReport:
         """Human-readable table and verdict."""
         out = [f"{'case':<22} {'shape':<18} {'max|d|':>10} {'PSNR dB':>9} {'SSIM':>8}"]
         for c in self.cases:
-            ps = "inf" if math.isinf(c.psnr) else f"{c.psnr:.2f}"
+            ps = "non-finite" if not c.finite else "inf" if math.isinf(c.psnr) else \
+                f"{c.psnr:.2f}"
             ss = "-" if c.ssim is None else f"{c.ssim:.6f}"
             shape = "x".join(str(v) for v in c.shape)
             flag = "" if c.finite else "  NaN/Inf!"
@@ -97,6 +102,13 @@ class ParityReport:
         gate = f"PSNR >= {self.gate.min_psnr:g} dB"
         if self.gate.min_ssim:
             gate += f", SSIM >= {self.gate.min_ssim:g}"
+        if not self.finite:
+            bad = [c for c in self.cases if not c.finite]
+            whose = ("the reference (PyTorch) too: the weights are broken"
+                     if any(not c.reference_finite for c in bad) else "the candidate only")
+            out.append(f"{verdict} {self.label}: non-finite output (NaN/Inf) in {len(bad)} of "
+                       f"{len(self.cases)} case(s), {whose}; gate: {gate}, finite outputs")
+            return out
         ws = self.worst_ssim
         worst = "inf" if math.isinf(self.worst_psnr) else f"{self.worst_psnr:.2f}"
         out.append(
@@ -130,9 +142,12 @@ def compare_outputs(name: str, ref: np.ndarray, out: np.ndarray) -> CaseResult:
     if ref.shape != out.shape:
         raise ValueError(f"{name}: output shape {out.shape} != reference {ref.shape}")
     out64 = out.astype(np.float64)
-    finite = bool(np.isfinite(out64).all())
-    max_abs = float(np.abs(out64 - ref).max()) if finite else float("inf")
-    out8 = to_uint8(np.nan_to_num(out64, nan=0.0, posinf=1.0, neginf=0.0))
+    ref_finite = bool(np.isfinite(ref).all())
+    if not (ref_finite and np.isfinite(out64).all()):  # no PSNR or SSIM means anything here
+        return CaseResult(name, tuple(ref.shape), float("inf"), float("nan"), None, False,
+                          ref_finite)
+    max_abs = float(np.abs(out64 - ref).max())
+    out8 = to_uint8(out64)
     ref8 = to_uint8(ref)
     p = psnr(out8, ref8)
     s: float | None = None
@@ -140,7 +155,7 @@ def compare_outputs(name: str, ref: np.ndarray, out: np.ndarray) -> CaseResult:
         vals = [ssim(ref8[i, c], out8[i, c]) for i in range(ref.shape[0])
                 for c in range(ref.shape[1])]
         s = float(np.mean(vals))
-    return CaseResult(name, tuple(ref.shape), max_abs, p, s, finite)
+    return CaseResult(name, tuple(ref.shape), max_abs, p, s, True)
 
 
 def run_parity(

@@ -88,7 +88,9 @@ def png_header_only(path: Path, width: int, height: int) -> Path:
 
 @pytest.fixture(scope="module")
 def nan_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny x4 generator file whose tail holds NaN weights."""
+    """A tiny x4 generator file with finite weights whose output overflows to Inf/NaN (its
+    tail's weights are near float32's largest value): broken weights that pass the
+    finiteness check every model file gets when it is opened."""
     import torch
 
     from srgan_train.archs import build_generator
@@ -97,7 +99,8 @@ def nan_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     g = build_generator(preset_config("tiny", 4)).eval()
     with torch.no_grad():
-        g.tail.weight.fill_(float("nan"))
+        g.tail.weight.fill_(3e38)
+        g.tail.weight[::2].fill_(-3e38)
     path = tmp_path_factory.mktemp("nan") / "nan.safetensors"
     save_generator(g, path, preset="tiny", step=1)
     return path
@@ -112,14 +115,17 @@ def tiny_onnx(path: Path, *, add: float = 0.0, **props: str) -> Path:
     from srgan_runtime.core.modelinfo import ModelInfo
 
     scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 4, 4])
-    bias = helper.make_tensor("bias", TensorProto.FLOAT, [1], [add])
+    nan = add != add
+    # NaN made by the graph (0 / 0), not stored: a NaN weight is refused when the file opens.
+    bias = helper.make_tensor("bias", TensorProto.FLOAT, [1], [0.0 if nan else add])
     nodes = [helper.make_node("Resize", ["lr", "", "scales"], ["up"], mode="nearest"),
-             helper.make_node("Add", ["up", "bias"], ["sr"])]
+             helper.make_node("Div", ["bias", "bias"] if nan else ["bias", "one"], ["b"]),
+             helper.make_node("Add", ["up", "b" if nan else "bias"], ["sr"])]
     graph = helper.make_graph(
         nodes, "tiny",
         [helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["n", 3, "h", "w"])],
         [helper.make_tensor_value_info("sr", TensorProto.FLOAT, ["n", 3, "h4", "w4"])],
-        initializer=[scales, bias])
+        initializer=[scales, bias, helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
     meta = {**ModelInfo(scale=4, receptive_radius=1).to_props(), **props}

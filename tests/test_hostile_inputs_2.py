@@ -291,3 +291,74 @@ def test_srrun_names_the_missing_tensor_in_one_line(photo: Path, tmp_path: Path)
     r = srrun("upscale", str(photo), "-o", str(tmp_path / "o.png"), "--model", str(path))
     assert r.returncode == 2 and "missing 1 tensor(s): body.2.bias" in r.stderr, r.stderr
     assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 1, r.stderr
+
+
+# --- 10: non-finite weights refused when the file is opened; non-finite never "inf dB" ------
+
+def _nan_generator(path: Path) -> Path:
+    pytest.importorskip("torch", reason="the [torch] extra is not installed")
+    import torch
+
+    from srgan_train.archs import build_generator
+    from srgan_train.checkpoint import save_generator
+    from srgan_train.config import preset_config
+
+    g = build_generator(preset_config("tiny", 4)).eval()
+    with torch.no_grad():
+        g.tail.weight.view(-1)[5] = float("nan")
+        g.head[0].bias.view(-1)[0] = float("inf")
+    save_generator(g, path, preset="tiny", step=1)
+    return path
+
+
+def test_nan_weights_are_refused_at_once_under_backend_auto(photo: Path, tmp_path: Path) -> None:
+    model = _nan_generator(tmp_path / "nan.safetensors")
+    t0 = time.monotonic()
+    r = srrun("upscale", str(photo), "-o", str(tmp_path / "o.png"), "--model", str(model),
+              timeout=120)
+    assert time.monotonic() - t0 < 30
+    assert r.returncode == 2, r.stderr
+    assert "2 weight tensor(s) hold NaN or infinite values" in r.stderr, r.stderr
+    assert "tail.weight" in r.stderr and "head.0.bias" in r.stderr
+    for noise in ("exporting", "RuntimeWarning", "inf dB", "radius"):
+        assert noise not in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "srgan_export.cli", "onnx", str(model), "-o",
+                        str(tmp_path / "nan.onnx")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "NaN or infinite" in r.stderr, r.stderr
+
+
+def test_nan_weights_in_onnx_and_foreign_checkpoints_are_refused(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx", reason="the [onnx] extra is not installed")
+    from onnx import numpy_helper
+
+    from srgan_runtime.core.modelinfo import bundled_models, describe, onnx_variant
+
+    model = onnx.load(str(onnx_variant(bundled_models()["fast"])))
+    init = model.graph.initializer[3]
+    arr = numpy_helper.to_array(init).copy()
+    arr.flat[0] = np.nan
+    init.CopyFrom(numpy_helper.from_array(arr, init.name))
+    onnx.save(model, str(tmp_path / "nan.onnx"))
+    with pytest.raises(UserError, match=f"NaN or infinite values \\({init.name}\\)"):
+        describe(tmp_path / "nan.onnx")
+    sd = _compact_state()
+    sd["body.0.weight"][0, 0, 0, 0] = float("nan")
+    path = _broken(tmp_path, "nan_compact", sd)
+    with pytest.raises(UserError, match=r"NaN or infinite values \(body\.0\.weight\)"):
+        describe(path)
+
+
+def test_parity_report_says_non_finite_never_inf_db() -> None:
+    import warnings
+
+    from srgan_export.parity import GATES, ParityReport, compare_outputs
+
+    ref = np.full((1, 3, 16, 16), np.nan, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "invalid value encountered in cast"
+        case = compare_outputs("nan", ref, ref.copy())
+    report = ParityReport("ONNX Runtime vs PyTorch", GATES["fp32"], [case])
+    text = "\n".join(report.lines())
+    assert not report.passed and "inf dB" not in text and "SSIM 1.0" not in text
+    assert "non-finite output (NaN/Inf) in 1 of 1 case(s), the reference (PyTorch) too" in text
+    assert report.to_dict()["worst_psnr"] == "nan"

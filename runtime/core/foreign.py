@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .errors import UserError, first_line
-from .statedict import load_failure
+from .statedict import load_failure, refuse_nonfinite
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,8 @@ def read_state_dict(path: Path) -> dict:
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise UserError(f"{path}: holds no weights")
+    refuse_nonfinite(path, [k for k, v in tensors.items()
+                            if v.is_floating_point() and not bool(torch.isfinite(v).all())])
     return tensors
 
 

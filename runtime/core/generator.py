@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
+
 from .errors import UserError, first_line
 
 FORMAT = "srgan-toolkit/generator"
@@ -206,3 +208,32 @@ def read_safetensors_header(path: Path) -> dict[str, dict]:
         if not ok:
             raise ValueError(f"tensor {name!r} has a malformed entry")
     return header
+
+
+# Exponent bits of each float dtype: all ones means NaN or infinity.
+_EXPONENT = {"F64": (np.uint64, 0x7FF0000000000000), "F32": (np.uint32, 0x7F800000),
+             "F16": (np.uint16, 0x7C00), "BF16": (np.uint16, 0x7F80)}
+
+
+def nonfinite_tensors(path: Path, header: dict[str, dict] | None = None) -> list[str]:
+    """Names of the floating-point tensors of a safetensors file that hold NaN or infinity,
+    read from the file's bytes (memory-mapped; no torch, any float dtype including bf16)."""
+    header = header if header is not None else read_safetensors_header(path)
+    with open(path, "rb") as f:
+        start = 8 + int.from_bytes(f.read(8), "little")
+    data = np.memmap(path, dtype=np.uint8, mode="r")
+    bad = []
+    for name, spec in header.items():
+        kind = _EXPONENT.get(spec.get("dtype", "")) if name != "__metadata__" else None
+        if kind is None:
+            continue
+        lo, hi = spec["data_offsets"]
+        raw = data[start + lo:start + hi]
+        width = np.dtype(kind[0]).itemsize
+        if len(raw) % width:
+            continue  # malformed: the loader reports it
+        exp = kind[0](kind[1])
+        if np.any(raw.view(kind[0]) & exp == exp):
+            bad.append(name)
+    del data
+    return bad

@@ -18,6 +18,7 @@ from .foreign import SUFFIXES as FOREIGN_SUFFIXES
 from .generator import (
     ARCH,
     generator_config,
+    nonfinite_tensors,
     read_generator_metadata,
     read_safetensors_header,
     receptive_radius,
@@ -26,6 +27,7 @@ from .generator import (
     FORMAT as GENERATOR_FORMAT,
 )
 from .manifest import ENGINE_SUFFIXES, read_manifest
+from .statedict import refuse_nonfinite
 
 ONNX_FORMAT = "srgan-toolkit/onnx"
 FORMATS = ("generator", "checkpoint", "onnx", "tensorrt", "aoti")
@@ -339,7 +341,9 @@ _DTYPE_PRECISION = {"F32": "fp32", "F16": "fp16", "BF16": "bf16", "F64": "fp64"}
 def _describe_generator(path: Path) -> ModelInfo:
     meta = read_generator_metadata(path)
     cfg = generator_config(path, meta)
-    dtypes = {v.get("dtype") for k, v in read_safetensors_header(path).items()
+    header = read_safetensors_header(path)
+    refuse_nonfinite(path, nonfinite_tensors(path, header))
+    dtypes = {v.get("dtype") for k, v in header.items()
               if k != "__metadata__" and isinstance(v, dict)} - {"I64", "I32"}
     stored = _DTYPE_PRECISION.get(dtypes.pop(), "fp32") if len(dtypes) == 1 else "fp32"
     skip = {"format", "format_version", "config", "arch", "preset", "scale", "toolkit_version"}
@@ -354,6 +358,17 @@ def _describe_generator(path: Path) -> ModelInfo:
     )
 
 
+def _onnx_nonfinite(model) -> list[str]:
+    """Names of the floating-point initializers of an ONNX graph holding NaN or infinity."""
+    import numpy as np
+    from onnx import TensorProto, numpy_helper
+
+    floats = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16)
+    return [t.name for t in model.graph.initializer
+            if t.data_type in floats and t.data_location != TensorProto.EXTERNAL
+            and not np.isfinite(numpy_helper.to_array(t).astype(np.float32)).all()]
+
+
 def _describe_onnx(path: Path, scale: int | None) -> ModelInfo:
     try:
         import onnx
@@ -364,6 +379,7 @@ def _describe_onnx(path: Path, scale: int | None) -> ModelInfo:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
         raise UserError(f"{path}: not a readable ONNX file ({first_line(exc)})") from None
+    refuse_nonfinite(path, _onnx_nonfinite(model))
     props = {p.key: p.value for p in model.metadata_props}
     if props.get("format") == ONNX_FORMAT:
         info = ModelInfo.from_props(props, path, format="onnx")

@@ -1,15 +1,16 @@
-"""Saying in one line how a file's tensors differ from what a network expects: the missing,
-the unexpected and the wrongly shaped ones, by name. Used for this toolkit's generator files and
-for other projects' checkpoints (from the text of PyTorch's ``load_state_dict`` error, which
-puts the useful part on the lines after its first). Pure text: no torch here."""
+"""Saying in one line what is wrong with a model file's tensors: how they differ from what a
+network expects (the missing, the unexpected and the wrongly shaped ones, by name; for other
+projects' checkpoints read from the text of PyTorch's ``load_state_dict`` error, which puts the
+useful part on the lines after its first), or which hold NaN or infinity. No torch here."""
 
 from __future__ import annotations
 
 import errno
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
-from .errors import first_line
+from .errors import UserError, first_line
 
 Shape = Sequence[int]
 
@@ -75,4 +76,13 @@ def load_failure(exc: BaseException, expected_by: str) -> str:
     return f"{type(exc).__name__}: {first_line(exc)}"
 
 
-__all__ = ["load_failure", "mismatch_text", "parse_load_error"]
+def refuse_nonfinite(path: Path, names: list[str]) -> None:
+    """Refuse a model whose weights hold NaN or infinity, naming the tensors: every output
+    would be NaN, and finding out would cost an export, a verification and a failed run."""
+    if names:
+        shown = ", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
+        raise UserError(f"{path}: {len(names)} weight tensor(s) hold NaN or infinite values "
+                        f"({shown}): the weights are broken (a diverged training run?)")
+
+
+__all__ = ["load_failure", "mismatch_text", "parse_load_error", "refuse_nonfinite"]
