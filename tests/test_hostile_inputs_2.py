@@ -362,3 +362,25 @@ def test_parity_report_says_non_finite_never_inf_db() -> None:
     assert not report.passed and "inf dB" not in text and "SSIM 1.0" not in text
     assert "non-finite output (NaN/Inf) in 1 of 1 case(s), the reference (PyTorch) too" in text
     assert report.to_dict()["worst_psnr"] == "nan"
+
+
+# --- 11: --precision int8 on PyTorch weights: decided from the description ------------------
+
+def test_int8_on_pytorch_weights_is_refused_before_any_export(photo: Path, tmp_path: Path,
+                                                              generator_file: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "generator.safetensors").write_bytes(generator_file.read_bytes())
+    sd = _compact_state()
+    foreign = _broken(tmp_path, "compact_ok", sd)
+    for model, what in ((generator_file, "a generator file"), (run_dir, "a generator file"),
+                        (foreign, "another project's checkpoint")):
+        t0 = time.monotonic()
+        r = srrun("upscale", str(photo), "-o", str(tmp_path / "o.png"), "--model", str(model),
+                  "--precision", "int8", timeout=120)
+        assert r.returncode == 2 and time.monotonic() - t0 < 30, r.stderr
+        assert f"this is {what}" in r.stderr and "srexport onnx --int8" in r.stderr, r.stderr
+        assert "exporting" not in r.stderr and "srgan-toolkit/onnx" not in r.stderr, r.stderr
+    r = srrun("upscale", str(photo), "-o", str(tmp_path / "o.png"), "--model", "fast",
+              "--precision", "int8", "--no-progress")  # a bundled model has its INT8 copy
+    assert r.returncode == 0, r.stderr

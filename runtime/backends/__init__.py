@@ -12,7 +12,7 @@ from pathlib import Path
 from ..core.errors import UserError
 from ..core.modelinfo import ModelInfo, describe, onnx_variant
 from .base import Backend, Output, quantize
-from .support import BACKENDS, PRECISIONS, model_kind, support_problem
+from .support import BACKENDS, INT8_HOW, PRECISIONS, model_kind, support_problem
 
 __all__ = ["BACKENDS", "PRECISIONS", "Backend", "Output", "available_backends", "open_backend",
            "quantize"]
@@ -144,6 +144,11 @@ def open_backend(engine: str | Path, backend: str = "auto", device: str = "auto"
     if compile and backend not in ("auto", "torch"):
         raise UserError(f"--compile is torch.compile: it applies to --backend torch, not {backend}")
     info = _onnx_instead(describe(engine, scale), backend, precision)
+    if precision == "int8" and backend == "auto" and info.torch_weights:  # before any export
+        what = ("another project's checkpoint" if info.format == "checkpoint"
+                else "a generator file")
+        raise UserError(f"{info.path}: --precision int8 runs an INT8 ONNX file, and this is "
+                        f"{what}: {INT8_HOW} (from this file), then pass that file")
     if (info.channels, info.out_channels) not in ((3, 3), (1, 1)):
         raise UserError(f"{info.path}: model maps {info.channels} to {info.out_channels} "
                         "channels; srrun runs RGB (3 to 3) and grey (1 to 1) models")
