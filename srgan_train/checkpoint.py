@@ -6,7 +6,9 @@ checkpoints are read with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,20 +157,83 @@ def load_generator(path: Path, device: str | torch.device = "cpu") -> GeneratorF
     return GeneratorFile(model=model, config=cfg, metadata=meta, path=path)
 
 
+# A training checkpoint carries a digest of everything in it: torch.load checks neither the
+# zip's CRCs nor anything else, so flipped bytes in a tensor would otherwise train on silently.
+DIGEST_METHOD = "sha256-state-v1"
+PREVIOUS = "previous.pt"  # the checkpoint before the last, kept beside it
+
+
+def state_digest(state: Any) -> str:
+    """SHA-256 over a checkpoint's contents: every tensor's name, dtype, shape and bytes, and
+    every plain value's type and repr, in a fixed order (the ``digest`` entry excluded)."""
+    h = hashlib.sha256()
+
+    def walk(key: str, value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            t = value.detach().to("cpu").contiguous()
+            h.update(f"{key}|tensor|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(value, dict):
+            h.update(f"{key}|dict|{len(value)}|".encode())
+            for k in sorted(value, key=str):
+                walk(f"{key}/{k}", value[k])
+        elif isinstance(value, list | tuple):
+            h.update(f"{key}|{type(value).__name__}|{len(value)}|".encode())
+            for i, item in enumerate(value):
+                walk(f"{key}/{i}", item)
+        else:
+            h.update(f"{key}|{type(value).__name__}|{value!r}|".encode())
+
+    walk("", {k: v for k, v in state.items() if k != "digest"})
+    return h.hexdigest()
+
+
 def save_training_state(state: dict[str, Any], path: Path) -> None:
-    """Write a full training checkpoint atomically (temp file, then rename)."""
-    atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
+    """Write a full training checkpoint with its digest, atomically; the one it replaces is
+    kept as ``previous.pt`` beside it (a damaged last checkpoint then costs one interval)."""
+    path = Path(path)
+    sealed = {**state, "digest": {"method": DIGEST_METHOD, "sha256": state_digest(state)}}
+    staging = path.with_name(f".{path.name}.new")
+    atomic_write(staging, lambda tmp: torch.save(sealed, tmp))
+    if path.exists():
+        os.replace(path, path.with_name(PREVIOUS))
+    os.replace(staging, path)
 
 
-def load_training_state(path: Path) -> dict[str, Any]:
-    """Read a training checkpoint without unpickling arbitrary objects."""
+def load_training_state(path: Path, offer_previous: bool = True) -> dict[str, Any]:
+    """Read a training checkpoint without unpickling arbitrary objects, and check it against
+    its digest; a damaged one is refused in one line that offers ``previous.pt`` where that
+    one is intact."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such training checkpoint")
-    state = safe_torch_load(path, "training checkpoint")
+    hint = _previous_hint(path) if offer_previous else ""
+    try:
+        state = safe_torch_load(path, "training checkpoint")
+    except UserError as exc:
+        raise UserError(f"{exc}{hint}") from None
     if not isinstance(state, dict) or state.get("format") != "srgan-toolkit/train-state":
         raise UserError(f"{path}: not a training checkpoint of this toolkit")
+    stored = state.pop("digest", None)  # checkpoints written before digests have none
+    if stored is not None and (not isinstance(stored, dict)
+                               or stored.get("method") != DIGEST_METHOD
+                               or stored.get("sha256") != state_digest(state)):
+        raise UserError(f"{path}: damaged: its contents do not match the digest written with "
+                        f"it (a disk, copy or transfer error){hint}")
     return state
+
+
+def _previous_hint(path: Path) -> str:
+    """What to do about a damaged checkpoint: resume from the one before it, if intact."""
+    prev = path.with_name(PREVIOUS)
+    if prev == path or not prev.is_file():
+        return ""
+    try:
+        step = load_training_state(prev, offer_previous=False).get("step", "?")
+    except UserError:
+        return f"; {prev} is damaged too"
+    return (f"; the checkpoint before it is intact: 'mv {prev} {path}' resumes from step "
+            f"{step}")
 
 
 def safe_torch_load(path: Path, what: str) -> Any:

@@ -22,7 +22,13 @@ from srgan_runtime.core import __version__
 from srgan_runtime.core.errors import UserError, first_line, range_problem
 
 from .archs import Discriminator, Generator, build_generator, count_parameters
-from .checkpoint import load_generator, load_training_state, save_generator, save_training_state
+from .checkpoint import (
+    PREVIOUS,
+    load_generator,
+    load_training_state,
+    save_generator,
+    save_training_state,
+)
 from .config import GeneratorConfig, preset_config
 from .data import PatchDataset, find_pairs, make_loader
 from .ema import EMA
@@ -253,7 +259,10 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> bool:
     it away again)."""
     if resume:
         if not (out / LAST_CHECKPOINT).is_file():
-            raise UserError(f"{out}: nothing to resume (no {LAST_CHECKPOINT})")
+            prev = (out / LAST_CHECKPOINT).with_name(PREVIOUS)
+            hint = (f"; {prev} is there: 'mv {prev} {out / LAST_CHECKPOINT}' resumes from it"
+                    if prev.is_file() else "")
+            raise UserError(f"{out}: nothing to resume (no {LAST_CHECKPOINT}){hint}")
         return False
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
@@ -443,9 +452,13 @@ class Trainer:
         except (KeyError, RuntimeError, ValueError) as exc:
             first = first_line(exc)
             raise UserError(f"{self.run_dir}: checkpoint does not fit this run ({first})") from None
-        torch.set_rng_state(state["rng_cpu"])
-        if "rng_cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        try:  # a checkpoint from before digests could still carry a damaged RNG state
+            torch.set_rng_state(state["rng_cpu"])
+            if "rng_cuda" in state and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["rng_cuda"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise UserError(f"{self.run_dir / LAST_CHECKPOINT}: damaged random-number state "
+                            f"({first_line(exc)})") from None
         self.step = int(state["step"])
         bp = float(state["best_psnr"])
         self.best_psnr = None if math.isnan(bp) else bp

@@ -384,3 +384,75 @@ def test_int8_on_pytorch_weights_is_refused_before_any_export(photo: Path, tmp_p
     r = srrun("upscale", str(photo), "-o", str(tmp_path / "o.png"), "--model", "fast",
               "--precision", "int8", "--no-progress")  # a bundled model has its INT8 copy
     assert r.returncode == 0, r.stderr
+
+
+# --- 8: training checkpoints carry a digest; a damaged one is refused, the previous offered --
+
+def _srtrain(*args: str):
+    from click.testing import CliRunner
+
+    from srgan_train.cli import cli
+
+    r = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert "Traceback" not in r.output
+    return r
+
+
+def _flip_tensor_bytes(path: Path, count: int = 64) -> None:
+    """Invert ``count`` bytes in the middle of the largest tensor payload of a torch zip."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        entry = max((i for i in z.infolist() if "/data/" in i.filename),
+                    key=lambda i: i.file_size)
+    with open(path, "r+b") as f:
+        f.seek(entry.header_offset + 26)
+        name_len, extra_len = (int.from_bytes(f.read(2), "little") for _ in range(2))
+        start = entry.header_offset + 30 + name_len + extra_len + entry.file_size // 2
+        f.seek(start)
+        data = bytes(b ^ 0xFF for b in f.read(count))
+        f.seek(start)
+        f.write(data)
+
+
+@pytest.fixture
+def run_with_two_checkpoints(tmp_path: Path, textures: Path) -> Path:
+    pytest.importorskip("torch", reason="the [torch] extra is not installed")
+    run = tmp_path / "run"
+    r = _srtrain("fit", "--data", str(textures), "--preset", "tiny", "--steps", "4",
+                 "--save-every", "2", "--batch-size", "2", "--patch-size", "32",
+                 "--no-progress", "--out", str(run))
+    assert r.exit_code == 0, r.output
+    assert (run / "checkpoints" / "previous.pt").is_file()
+    return run
+
+
+def test_flipped_bytes_in_a_checkpoint_are_refused_offering_the_previous(
+        run_with_two_checkpoints: Path) -> None:
+    run = run_with_two_checkpoints
+    last, prev = run / "checkpoints" / "last.pt", run / "checkpoints" / "previous.pt"
+    _flip_tensor_bytes(last)
+    r = _srtrain("fit", "--out", str(run), "--resume", "--steps", "6", "--no-progress")
+    assert r.exit_code == 2, r.output
+    line = r.output.strip().splitlines()[-1]
+    assert f"{last}: damaged" in line and f"'mv {prev} {last}' resumes from step" in line, line
+    prev.replace(last)
+    r = _srtrain("fit", "--out", str(run), "--resume", "--steps", "6", "--no-progress")
+    assert r.exit_code == 0 and "done: step 6/6" in r.output, r.output
+
+
+def test_a_damaged_rng_state_is_a_clear_refusal_with_or_without_a_digest(
+        run_with_two_checkpoints: Path) -> None:
+    import torch
+
+    run = run_with_two_checkpoints
+    last = run / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    state["rng_cpu"] = torch.zeros(7, dtype=torch.uint8)
+    torch.save(state, last)  # the old digest no longer matches
+    r = _srtrain("fit", "--out", str(run), "--resume", "--steps", "6", "--no-progress")
+    assert r.exit_code == 2 and "damaged" in r.output and "internal error" not in r.output
+    del state["digest"]  # as written before digests existed
+    torch.save(state, last)
+    r = _srtrain("fit", "--out", str(run), "--resume", "--steps", "6", "--no-progress")
+    assert r.exit_code == 2 and "damaged random-number state" in r.output, r.output

@@ -11,7 +11,7 @@ import torch
 
 from srgan_runtime.core.errors import UserError
 from srgan_train.archs import build_generator
-from srgan_train.checkpoint import load_generator, save_generator
+from srgan_train.checkpoint import load_generator, save_generator, save_training_state
 from srgan_train.config import GeneratorConfig, preset_config
 from srgan_train.ema import EMA
 from srgan_train.train import TrainConfig, Trainer, lr_factor, prepare_run_dir
@@ -71,7 +71,7 @@ def test_resume_after_crash_drops_rows_past_the_checkpoint(tmp_path: Path,
     assert t.step == 8
     state = torch.load(tmp_path / "r/checkpoints/last.pt", weights_only=True)
     state["step"] = 4
-    torch.save(state, tmp_path / "r/checkpoints/last.pt")
+    save_training_state(state, tmp_path / "r/checkpoints/last.pt")  # sealed with a new digest
     cfg2 = _cfg(textures, tmp_path / "r", steps=8, save_every=4)
     Trainer(cfg2, resume=True).fit()
     steps = [s for s, _ in _losses(tmp_path / "r")]
