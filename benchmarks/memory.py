@@ -70,7 +70,7 @@ def main() -> None:
                     w, h = im.size
                 out_mib = w * h * 3 / MiB
                 tile = next((ln.split("tile ")[1].split()[0] for ln in err.splitlines()
-                             if "to stay within the memory budget" in ln), "default")
+                             if ln.startswith("INFO: tile ") and "leaves ~" in ln), "default")
                 row = {"backend": backend, "input": f"{side}x{side}", "output_mp": round(
                     w * h / 1e6, 2), "output_mib": round(out_mib, 1),
                     "peak_rss_mib": round(peak, 1), "over_output_mib": round(peak - out_mib, 1),

@@ -40,8 +40,10 @@ def cli() -> None:
               show_default=True,
               help="auto: fp16 on CUDA, bf16 on a CPU with native bf16 (AVX512_BF16/AMX), else "
                    "fp32. Tiles that come out NaN/Inf are recomputed in fp32.")
-@click.option("--tile", type=int, default=256, show_default=True,
-              help="LR tile side including overlap (0 = whole image).")
+@click.option("--tile", type=int, default=None,
+              help="LR tile side including overlap (0 = whole image) [default: 256, smaller "
+                   "where the --max-memory budget needs it]. A tile given here is kept unless "
+                   "the machine's available memory is short (or --max-memory SIZE says so).")
 @click.option("--overlap", type=int, default=None,
               help="Context per tile side [default: the model's measured effective radius: "
                    "tiled output within 1 level (>= 60 dB) of the whole image].")
@@ -54,9 +56,11 @@ def cli() -> None:
               help="Tiles per model call [default: 1 on the CPU (as fast, a quarter of the "
                    "memory), 4 on CUDA].")
 @click.option("--max-memory", default="auto", show_default=True, metavar="SIZE|auto|off",
-              help="CPU memory budget for the whole run (e.g. 1.5G): the tile is chosen per "
-                   "image from the model's measured per-tile footprint. auto: the output "
-                   "picture + 512 MiB; off: the requested tile whatever it costs.")
+              help="CPU memory budget (e.g. 1.5G, for the whole process): the tile is chosen "
+                   "per image from the model's measured per-tile footprint. auto: what the run "
+                   "adds stays within the output picture + 512 MiB with the default tile, and "
+                   "within the available memory with an explicit --tile; off: the requested "
+                   "tile whatever it costs.")
 @click.option("--threads", type=int, default=0, show_default=True, help="CPU threads (0=all).")
 @click.option("--outscale", type=FiniteFloat(0, lo_open=True), default=None,
               help="Final scale, resized after the model (Lanczos).")
@@ -101,7 +105,7 @@ def cli() -> None:
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.pass_context
 def upscale(ctx: click.Context, inputs: tuple[str, ...], out_arg: str, engine: str | None,
-            backend: str, device: str, precision: str, tile: int, overlap: int | None,
+            backend: str, device: str, precision: str, tile: int | None, overlap: int | None,
             seamless: bool, no_cache: bool, batch: int | None, max_memory: str, threads: int,
             outscale: float | None, fmt: str | None, quality: int,
             png_level: int, alpha: str, recursive: bool, overwrite: bool, skip_existing: bool,
@@ -125,8 +129,8 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out_arg: str, engine: s
     # Everything that can be checked without the model is checked first.
     if overwrite and skip_existing:
         raise UserError("--overwrite and --skip-existing exclude each other")
-    check_settings(tile=tile, batch=1 if batch is None else batch, overlap=overlap,
-                   threads=threads, alpha=alpha, outscale=outscale,
+    check_settings(tile=0 if tile is None else tile, batch=1 if batch is None else batch,
+                   overlap=overlap, threads=threads, alpha=alpha, outscale=outscale,
                    max_output_pixels=max_output_pixels, device=device)
     memory = _memory_option(max_memory)
     if report is not None:
@@ -226,7 +230,9 @@ def models(model: str | None, as_json: bool) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda")
 @click.option("--precision", type=click.Choice(["auto", *PRECISIONS]), default="auto",
               show_default=True)
-@click.option("--tile", type=click.IntRange(0), default=256, show_default=True)
+@click.option("--tile", type=click.IntRange(0), default=None,
+              help="LR tile side (0 = whole image) [default: 256, smaller where the auto "
+                   "memory budget needs it].")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Images upscaled at once.")
 @click.option("--queue", type=click.IntRange(1, 10000), default=8, show_default=True,
@@ -250,7 +256,7 @@ def models(model: str | None, as_json: bool) -> None:
                    "next tile); a second Ctrl-C quits at once.")
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, models: tuple[str, ...], backend: str,
-          device: str, precision: str, tile: int, workers: int, queue: int,
+          device: str, precision: str, tile: int | None, workers: int, queue: int,
           max_upload_mb: float, max_pixels: int, threads: int | None, connection_limit: int,
           channel_timeout: int, shutdown_timeout: float) -> None:
     """Serve the upload / upscale / download page and its JSON API (POST /api/upscale,

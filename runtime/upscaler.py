@@ -78,13 +78,17 @@ class Upscaler:
     """
 
     def __init__(self, engine: Path | str | None = None, *, backend: str | Backend = "auto",
-                 device: str = "auto", precision: str = "auto", tile: int = DEFAULT_TILE,
+                 device: str = "auto", precision: str = "auto", tile: int | None = None,
                  overlap: int | None = None, batch: int | None = None, threads: int = 0,
                  alpha: str = "bicubic", outscale: float | None = None,
                  scale: int | None = None,
                  max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
                  seamless: bool = False, cache: bool = True,
                  max_memory: int | str | None = None, compile: str | None = None) -> None:
+        # An explicit tile (0 included) is kept unless memory is really short; the default
+        # one also yields to the memory budget.
+        self.tile_explicit = tile is not None
+        tile = DEFAULT_TILE if tile is None else tile
         check_settings(tile=tile, batch=1 if batch is None else batch, overlap=overlap,
                        threads=threads, alpha=alpha, outscale=outscale,
                        max_output_pixels=max_output_pixels, device=device)
@@ -137,6 +141,7 @@ class Upscaler:
             self.batch = min(self.batch, limits.max_batch)
         self.max_memory = max_memory
         self._footprint = None
+        self._told: set[str] = set()  # memory decisions already logged
         if cpu and fixed is None and max_memory != 0 and (opened_here or max_memory):
             from .memory import current_rss, footprint
 
@@ -287,49 +292,85 @@ class Upscaler:
         why = f" ({self.backend.choice})" if self.backend.choice else ""
         mem = ""
         if self._footprint is not None:
-            budget = ("output + 512 MiB" if self.max_memory == "auto" else "default"
-                      if self.max_memory is None else f"{_mib(float(self.max_memory))} MiB")
+            if isinstance(self.max_memory, int):
+                budget = f"{_mib(float(self.max_memory))} MiB"
+            elif self.tile_explicit:
+                budget = "the available memory (an explicit tile)"
+            else:
+                budget = "output + 512 MiB" if self.max_memory == "auto" else "default"
             mem = (f", memory {budget}: {self._footprint.per_pixel / 1024:.1f} KiB per tile "
                    "pixel measured")
         return (f"{self.backend.describe()}{why}, x{self.scale}, tile {self.tile or 'whole'}, "
                 f"overlap {self.overlap}, batch {self.batch}{mem}")
 
     def memory_tile(self, width: int, height: int, bits: int = 8) -> tuple[int, str | None]:
-        """The tile side for an input of this size under the memory budget (``max_memory``),
-        and why the image cannot fit at all (or None). Without a measured footprint, the
-        requested tile."""
+        """The tile side for an input of this size under the memory budget, and why the image
+        cannot fit at all (or None). Without a measured footprint, the requested tile.
+
+        Budgets for the backend's activations (:mod:`srgan_runtime.memory`): with an explicit
+        ``max_memory`` size, that size for the whole process; with an explicit tile (``0``
+        included), the memory the machine has available (the tile is kept unless that is
+        short); with the default tile, the auto budget (512 MiB beyond the output picture, for
+        what the run adds: activations, input, encoder; the library's default: a fixed 320 MiB),
+        capped by the available memory too."""
         fp = self._footprint
         if fp is None:
             return self.tile, None
-        from .memory import ACTIVATION_BUDGET, HEADROOM, current_rss, tile_budget
+        from .memory import ACTIVATION_BUDGET, ENCODE_ALLOWANCE, HEADROOM, SAFETY, current_rss
 
-        requested = self.tile or max(width, height)
+        # A tile as large as the image is the whole image: ask for no more than that.
+        requested = min(self.tile or max(width, height), max(width, height))
         px = (2 if bits == 16 else 1) * 4
         picture = width * height * (self.scale**2 + 1) * px  # output canvas and input
-        held = fp.bytes(self._held_side, self.batch) if self._held_side else 0.0
-        rss = max(self._rss_start, (current_rss() or 0) - held)
-        if self.max_memory is None:
-            budget = ACTIVATION_BUDGET
-        elif self.max_memory == "auto":  # per picture: the process as started, its input
-            budget = tile_budget(self._rss_start + width * height * px, HEADROOM)
-        else:  # the whole process: earlier pictures still being written count too
+        free = available_memory()
+        room = None if free is None else SAFETY * (free - picture - ENCODE_ALLOWANCE)
+        explicit = isinstance(self.max_memory, int) and self.max_memory > 0
+        if explicit:  # the whole process: earlier pictures still being written count too
+            from .memory import tile_budget
+
+            held = fp.bytes(self._held_side, self.batch) if self._held_side else 0.0
+            rss = max(self._rss_start, (current_rss() or 0) - held)
             budget = tile_budget(rss + picture, float(self.max_memory))
+            why = f"--max-memory {_mib(float(self.max_memory))} MiB"
+        elif self.tile_explicit:
+            if room is None:
+                return self.tile, None
+            budget, why = room, f"the {_mib(free or 0)} MiB of memory available"
+        else:
+            own = (ACTIVATION_BUDGET if self.max_memory is None
+                   else SAFETY * (HEADROOM - ENCODE_ALLOWANCE - width * height * px))
+            budget = own if room is None else min(own, room)
+            why = ("the auto memory budget (output + 512 MiB)" if budget == own
+                   else f"the {_mib(free or 0)} MiB of memory available")
         side = fp.largest_side(budget, self.batch) // 8 * 8
         while side < requested and self.batch > 1:  # fewer tiles a call before smaller tiles
             self.batch //= 2
-            log.info("batch %d to stay within the memory budget", self.batch)
+            log.info("batch %d to stay within %s", self.batch, why)
             side = fp.largest_side(budget, self.batch) // 8 * 8
         smallest = 2 * self.overlap + 16
         if side >= requested:
             side = self.tile
         elif side < smallest:
-            if isinstance(self.max_memory, int):
+            if explicit:
                 return 0, (f"needs more than --max-memory {_mib(self.max_memory)} MiB: "
                            f"{_mib(rss)} MiB in use, {_mib(picture)} MiB for the picture, "
                            f"{_mib(fp.bytes(smallest, self.batch))} MiB for the smallest tile")
             side = smallest
+        if side != self.tile:
+            want = "whole-image tile" if requested == max(width, height) else \
+                f"{requested}-pixel tile"
+            self._tell(f"tile {side}: a {want} needs ~{_mib(fp.bytes(requested, self.batch))} "
+                       f"MiB for the model's activations, and {why} leaves ~"
+                       f"{_mib(max(budget, 0))} MiB for them (--max-memory SIZE or off to change "
+                       "it)")
         self._held_side = max(self._held_side, side or requested)
         return side, None
+
+    def _tell(self, message: str) -> None:
+        """Log a memory decision once per run, not once per image."""
+        if message not in self._told:
+            self._told.add(message)
+            log.info("%s", message)
 
     # --- internals ----------------------------------------------------------------------------
     def _start(self, key: Any, pic: Picture) -> _Job:
@@ -347,9 +388,6 @@ class Upscaler:
         if pic.alpha is not None and self.alpha == "model":
             planes.append(np.repeat(pic.alpha[..., None], 3, axis=2))
         tile, _ = self.memory_tile(pic.width, pic.height, pic.bits)
-        if tile != self.tile:
-            log.info("%dx%d input: tile %d to stay within the memory budget", pic.width,
-                     pic.height, tile)
         fixed = self.backend.fixed_shape
         if fixed is not None:
             # Static engines see exactly tile x tile: pad small images (reflect), crop back.

@@ -115,7 +115,7 @@ def test_srrun_stays_under_an_explicit_max_memory(tmp_path: Path) -> None:
     peak_mib = int(peak_file.read_text()) / 2**20
     print(f"peak {peak_mib:.0f} MiB under --max-memory 450M (output 18.8 MiB); {err[-300:]}")
     assert peak_mib <= 450
-    assert "to stay within the memory budget" in err  # a smaller tile was chosen
+    assert "leaves ~" in err and "for them" in err  # a smaller tile was chosen, and why
     assert Image.open(tmp_path / "out.png").size == (2560, 2560)
 
 
@@ -127,3 +127,43 @@ def test_max_memory_option_errors(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--max-memory 'lots'" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@linux_only
+def test_auto_budget_counts_what_the_run_adds_not_the_libraries() -> None:
+    """With torch, spandrel and OpenVINO loaded a process holds 300-600 MB before any work;
+    the auto budget (output + 512 MiB) is for the run's own memory, so that resident size
+    must not shrink the tile (it made tiles of 104-224 pixels, and 48 after an export)."""
+    up = Upscaler("default", device="cpu", max_memory="auto")
+    fp = up._footprint
+    assert fp is not None
+    up._rss_start = 3 << 30  # a process already holding 3 GiB
+    expected = 256 if fp.bytes(256) <= 0.85 * (512 - 48) * 2**20 else None
+    side, problem = up.memory_tile(2048, 2048)
+    assert problem is None and side >= 200 and (expected is None or side == expected), (side, fp)
+    assert up.memory_tile(125, 120) == (up.tile, None)  # one whole-image tile, untouched
+
+
+@linux_only
+def test_an_explicit_tile_is_kept_unless_memory_is_really_short(monkeypatch, caplog) -> None:
+    import srgan_runtime.upscaler as upscaler
+
+    whole = Upscaler("default", device="cpu", tile=0, max_memory="auto")
+    assert whole.memory_tile(640, 480) == (0, None)  # --tile 0: the whole image, one tile
+    big = Upscaler("default", device="cpu", tile=512, max_memory="auto")
+    assert big.memory_tile(2048, 2048) == (512, None)
+    monkeypatch.setattr(upscaler, "available_memory", lambda: 700 * 2**20)
+    with caplog.at_level("INFO", logger="srgan_runtime.upscaler"):
+        side, problem = big.memory_tile(2048, 2048)
+    assert problem is None and side < 512
+    assert "512-pixel tile needs" in caplog.text and "MiB of memory available" in caplog.text
+
+
+def test_srrun_tile_0_runs_the_whole_image(tmp_path: Path) -> None:
+    src = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 400, 3), np.uint8)).save(src)
+    r = subprocess.run([sys.executable, "-m", "srgan_runtime.cli", "upscale", str(src), "-o",
+                        str(tmp_path / "o.png"), "--model", "fast", "--tile", "0",
+                        "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "tile whole" in r.stderr and "INFO: tile " not in r.stderr, r.stderr

@@ -45,7 +45,7 @@ class ServeConfig:
     backend: str = "auto"
     device: str = "auto"
     precision: str = "auto"
-    tile: int = 256
+    tile: int | None = None  # None: 256, smaller where the memory budget needs it
     workers: int = 1  # inference threads
     queue: int = 8  # jobs queued or running before 429
     max_upload_mb: float = 20.0
