@@ -63,41 +63,84 @@ class Row:
     pct_of_peak: float | None = None
     peak_mem_mb: float | None = None
     peak_vram_mb: float | None = None
+    probe_pct: float | None = None  # matmul rate just before the row, % of the run's best
+    under_load: bool = False  # the probe says the machine was busy: timings are suspect
 
 
 # --- limits -------------------------------------------------------------------------------------
 
-def _median_time(fn, repeats: int = 5, warmup: int = 2) -> float:
+def _best_time(fn, repeats: int, warmup: int = 1) -> float:
+    """The fastest of ``repeats`` runs: a peak is what the machine can do, and other work on
+    it only ever slows a run down (a median taken under load made a 70x too low peak)."""
     for _ in range(warmup):
         fn()
-    ts = []
+    best = math.inf
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
-def measure_limits(threads: int, device: str) -> dict:
-    """Matmul peaks (fp32, bf16; fp16 on CUDA) and memory bandwidth of this machine."""
+# A row whose matmul probe ran below this share of the run's best was measured under load.
+LOAD_FRACTION = 0.75
+_CPU_DTYPES = ("fp32", "bf16")
+
+
+class PeakTracker:
+    """The CPU's matmul peak per precision as the best rate seen over the whole run: measured
+    at the start and probed again before every row, so that load during any one measurement
+    can neither inflate "% of peak" nor go unnoticed (each row keeps its probe's share)."""
+
+    def __init__(self, threads: int = 0) -> None:
+        self.threads = threads
+        self.size: dict[str, int] = {}  # the matmul side each precision is measured at
+        self.best: dict[str, float] = {}  # GFLOP/s
+
+    def measure(self, name: str, repeats: int = 5) -> float:
+        """Time ``name``'s matmul (choosing its size on first use) and keep the best rate."""
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
+        sizes = (self.size[name],) if name in self.size else (512, 2048)
+        rate = 0.0
+        for n in sizes:
+            a, b = torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt)
+            secs = _best_time(lambda a=a, b=b: a @ b, repeats=3 if n == 512 else repeats)
+            rate, self.size[name] = 2 * n**3 / secs / 1e9, n
+            # A small probe first: CPUs without native bf16 emulate it about 100x slower,
+            # and 2048^3 products would then take minutes.
+            if 2 * 2048**3 / (rate * 1e9) > 2.0:
+                break
+        self.observe(name, rate)
+        return rate
+
+    def observe(self, name: str, rate: float) -> None:
+        self.best[name] = max(self.best.get(name, 0.0), rate)
+
+    def share(self, name: str, rate: float) -> float:
+        """``rate`` as a percentage of the best seen."""
+        best = self.best.get(name, 0.0)
+        return 100.0 * rate / best if best else 100.0
+
+
+def measure_limits(threads: int, device: str, peaks: PeakTracker | None = None) -> dict:
+    """Matmul peaks (fp32, bf16; fp16 on CUDA) and memory bandwidth of this machine; the CPU
+    peaks are kept in ``peaks`` (probed again between rows by :func:`_run_rows`)."""
     import torch
 
     limits: dict = {}
     if threads:
         torch.set_num_threads(threads)
-    for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        # A small probe first: CPUs without native bf16 emulate it about 100x slower, and
-        # seven 2048^3 products would then take minutes.
-        for n in (512, 2048):
-            a, b = torch.randn(n, n, dtype=dt), torch.randn(n, n, dtype=dt)
-            secs = _median_time(lambda a=a, b=b: a @ b, repeats=3 if n == 512 else 5,
-                                warmup=1 if n == 512 else 2)
-            limits[f"cpu_matmul_{name}_gflops"] = round(2 * n**3 / secs / 1e9, 1)
-            if 2 * 2048**3 / (2 * n**3 / secs) > 2.0:  # the full size would take > 2 s a run
-                break
+    peaks = peaks if peaks is not None else PeakTracker(threads)
+    for name in _CPU_DTYPES:
+        peaks.measure(name, repeats=7)
+        limits[f"cpu_matmul_{name}_gflops"] = round(peaks.best[name], 1)
     src = np.ones(32 << 20, dtype=np.float64)  # 256 MiB
     dst = np.empty_like(src)
-    secs = _median_time(lambda: np.copyto(dst, src), repeats=5, warmup=1)
+    secs = _best_time(lambda: np.copyto(dst, src), repeats=5)
     limits["cpu_copy_gb_per_s"] = round(2 * src.nbytes / secs / 1e9, 2)  # read + write
     if device == "cuda" and torch.cuda.is_available():
         n = 8192
@@ -110,7 +153,8 @@ def measure_limits(threads: int, device: str) -> dict:
                 a @ b
                 torch.cuda.synchronize()
 
-            limits[f"gpu_matmul_{name}_tflops"] = round(2 * n**3 / _median_time(mm) / 1e12, 1)
+            limits[f"gpu_matmul_{name}_tflops"] = round(
+                2 * n**3 / _best_time(mm, repeats=5, warmup=2) / 1e12, 1)
         x = torch.empty(1 << 28, dtype=torch.uint8, device="cuda")
         y = torch.empty_like(x)
 
@@ -118,7 +162,7 @@ def measure_limits(threads: int, device: str) -> dict:
             y.copy_(x)
             torch.cuda.synchronize()
 
-        limits["gpu_copy_gb_per_s"] = round(2 * x.numel() / _median_time(copy) / 1e9, 1)
+        limits["gpu_copy_gb_per_s"] = round(2 * x.numel() / _best_time(copy, 5, 2) / 1e9, 1)
     return limits
 
 
@@ -198,16 +242,7 @@ def run_row(row: Row, engine: Path, *, eval_pairs, reference_outputs, device: st
     row.ms_per_tile, row.ms_iqr, row.outliers = med * 1e3, iqr * 1e3, outliers
     row.mp_per_s = (row.tile * backend.scale) ** 2 / med / 1e6
     row.gflops = 2 * macs_per_px * row.tile**2 / med / 1e9
-    if device == "cuda":
-        key = {"fp32": "gpu_matmul_fp32_tflops", "fp16": "gpu_matmul_fp16_tflops",
-               "bf16": "gpu_matmul_bf16_tflops"}.get(row.precision, "")
-        peak = limits.get(key, 0) * 1e3
-    elif row.precision == "int8":
-        peak = 0  # no int8 matmul limit is measured: no percentage rather than a wrong one
-    else:
-        peak = limits.get("cpu_matmul_fp32_gflops" if row.precision == "fp32"
-                          else "cpu_matmul_bf16_gflops", 0)
-    row.pct_of_peak = 100 * row.gflops / peak if peak else None
+    set_pct_of_peak(row, device, limits)
     row.peak_mem_mb = _peak_rss_mb()
     if device == "cuda" and torch is not None:
         vram = torch.cuda.max_memory_allocated() / 2**20
@@ -217,6 +252,42 @@ def run_row(row: Row, engine: Path, *, eval_pairs, reference_outputs, device: st
         row.status = "failed gate"
         row.reason = f"parity {row.parity_db:.1f} dB < {gate.min_psnr:g} dB"
     return row
+
+
+def set_pct_of_peak(row: Row, device: str, limits: dict) -> None:
+    """The row's GFLOP/s as a percentage of the machine's matmul peak for its precision
+    (none for int8: no int8 peak is measured, and no percentage beats a wrong one)."""
+    if row.gflops is None:
+        return
+    if device == "cuda":
+        key = {"fp32": "gpu_matmul_fp32_tflops", "fp16": "gpu_matmul_fp16_tflops",
+               "bf16": "gpu_matmul_bf16_tflops"}.get(row.precision, "")
+        peak = limits.get(key, 0) * 1e3
+    elif row.precision == "int8":
+        peak = 0
+    else:
+        peak = limits.get("cpu_matmul_fp32_gflops" if row.precision == "fp32"
+                          else "cpu_matmul_bf16_gflops", 0)
+    row.pct_of_peak = 100 * row.gflops / peak if peak else None
+
+
+def settle_peaks(rows: list[Row], peaks: PeakTracker, probes: dict[int, float],
+                 limits: dict, device: str) -> None:
+    """After the run: the peaks are the best rates seen (start and probes), each row's "% of
+    peak" is taken against them, and a row whose probe ran below ``LOAD_FRACTION`` of the best
+    is flagged as measured under load (its timing is suspect, its percentage too)."""
+    for name in _CPU_DTYPES:
+        if name in peaks.best:
+            limits[f"cpu_matmul_{name}_gflops"] = round(peaks.best[name], 1)
+    for k, row in enumerate(rows):
+        set_pct_of_peak(row, device, limits)
+        if k not in probes:
+            continue
+        row.probe_pct = round(peaks.share("fp32", probes[k]), 1)
+        row.under_load = row.probe_pct < 100 * LOAD_FRACTION
+        if row.under_load and row.status == "ok":
+            row.reason = (f"measured under load: a matmul just before ran at {row.probe_pct:.0f}% "
+                          "of the run's best; rerun on an idle machine")
 
 
 # --- the whole run ------------------------------------------------------------------------------
@@ -414,13 +485,15 @@ class _Exports:
         return path
 
 
-def _run_rows(plan: _Plan, threads, repeats, min_seconds, limits) -> None:
+def _run_rows(plan: _Plan, threads, repeats, min_seconds, limits,
+              peaks: PeakTracker | None = None) -> None:
     from .backends import open_backend
     from .upscaler import Upscaler
 
     ref = Upscaler(backend=open_backend(plan.gen, "torch", "cpu", "fp32", threads), tile=0)
     reference_outputs = [ref.upscale(p.lr) for p in plan.pairs]
     macs = plan.macs
+    probes: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="srbench-") as tmp:
         exports = _Exports(plan.gen, Path(tmp), plan.device)
         for row in plan.rows:
@@ -429,6 +502,10 @@ def _run_rows(plan: _Plan, threads, repeats, min_seconds, limits) -> None:
             kind = _kind(row.backend, row.precision)
             if kind == "aoti":  # one package per precision and shape
                 kind = f"aoti-{row.precision}-{row.batch}x{row.tile}"
+            if peaks is not None and plan.device == "cpu":  # the machine's state right now
+                probes[id(row)] = peaks.measure("fp32", repeats=3)
+                if row.precision == "bf16":
+                    peaks.measure("bf16", repeats=3)
             try:
                 engine = exports.file(kind)
                 row.size_mb = round(engine.stat().st_size / 2**20, 3)
@@ -440,6 +517,9 @@ def _run_rows(plan: _Plan, threads, repeats, min_seconds, limits) -> None:
             except Exception as exc:  # one row's crash must not lose the others
                 row.status, row.reason = "failed", f"{type(exc).__name__}: {first_line(exc)}"
             log.info("%s %s: %s %s", row.backend, row.precision, row.status, row.reason)
+    if peaks is not None:
+        settle_peaks(plan.rows, peaks, {k: probes[id(r)] for k, r in enumerate(plan.rows)
+                                        if id(r) in probes}, limits, plan.device)
 
 
 def _write_json(path: Path, plan: _Plan, machine: dict, limits: dict, threads: int) -> None:
@@ -501,8 +581,9 @@ def _bench(ckpt, data, tile, batch, backends, device, threads, repeats, min_seco
     click.echo(f"srbench: {plan.gen} ({plan.info.preset} x{plan.info.scale}), eval on "
                f"{plan.source}, tile {tile}, batch {batch}, device {plan.device}", err=True)
     machine = machine_info()
-    limits = measure_limits(threads, plan.device)
-    _run_rows(plan, threads, repeats, min_seconds, limits)
+    peaks = PeakTracker(threads)
+    limits = measure_limits(threads, plan.device, peaks)
+    _run_rows(plan, threads, repeats, min_seconds, limits, peaks)
     click.echo(format_table(machine, limits, plan.rows))
     if json_path is not None:
         _write_json(json_path, plan, machine, limits, threads)
@@ -515,7 +596,8 @@ def _row_dict(r: Row) -> dict:
             "ssim", "parity_db", "ms_per_tile", "mp_per_s", "gflops", "pct_of_peak",
             "peak_mem_mb"]
     out = {k: d[k] for k in keys}
-    out.update(ms_iqr=d["ms_iqr"], outliers=d["outliers"], peak_vram_mb=d["peak_vram_mb"])
+    out.update(ms_iqr=d["ms_iqr"], outliers=d["outliers"], peak_vram_mb=d["peak_vram_mb"],
+               probe_pct=d["probe_pct"], under_load=d["under_load"])
     for k, v in out.items():
         if isinstance(v, float) and not math.isfinite(v):
             out[k] = str(v)
