@@ -167,7 +167,8 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out_arg: str, engine: s
                   overlap=overlap, batch=batch, threads=threads, alpha=alpha,
                   outscale=outscale, scale=int(scale) if scale else None,
                   max_output_pixels=max_output_pixels, seamless=seamless,
-                  cache=not no_cache, max_memory=memory, compile=compile_mode)
+                  cache=not no_cache, max_memory=memory, compile=compile_mode,
+                  progress=progress)
     log.info("%s", up.describe())
     summary = run_job(up, files, out, fmt=fmt, quality=quality, png_level=png_level,
                       overwrite=overwrite,

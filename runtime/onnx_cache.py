@@ -41,4 +41,7 @@ def cached_onnx(info: ModelInfo) -> ModelInfo:
 
     log.info("exporting %s to ONNX once for OpenVINO (cached in %s; --no-cache runs PyTorch)",
              Path(info.path).name, path.parent)
-    return export_onnx(Path(info.path), path, OnnxExportOptions(overwrite=True)).info
+    # No radius measurement here: the runtime measures it when an image first needs tiles
+    # (cached under this generator's hash, which the export records as its source).
+    return export_onnx(Path(info.path), path,
+                       OnnxExportOptions(overwrite=True, measure_radius=False)).info

@@ -6,10 +6,19 @@ the weights decide what does: far-away contributions are below one output level.
 theoretical radius recomputes 2x the pixels at the default tile; the measured radius is the
 default overlap, and ``--seamless`` keeps the exact (theoretical) one.
 
-Bound: on the probe images, every tiled result is >= ``MIN_DB`` dB PSNR from the whole-image
-result and differs by at most ``MAX_LEVELS`` 8-bit levels anywhere. Probe images are procedural
-(:mod:`srgan_runtime.core.synth`), so the measurement needs no data set and is reproducible.
-The same measurement serves models without a known radius (foreign ONNX files).
+Bound: on the probe images, an interior tile's kept core is >= ``MIN_DB`` dB PSNR from the
+whole-image result and differs by at most ``MAX_LEVELS`` 8-bit levels anywhere. Probe images are
+procedural (:mod:`srgan_runtime.core.synth`), so the measurement needs no data set and is
+reproducible.
+
+Cost, bounded whatever the network's speed: one small pass to time the network, the two probe
+images whole, a two-pass check for a global reach, then one batched pass per overlap tried: the
+crop an interior tile of that overlap would see, around each image's centre (the cost of a tile,
+not of tiling the image). Overlaps are tried doubling (2, 4, 8, ...) until one meets the bound,
+then bisected among the candidates below it: at most about a dozen passes. The whole measurement
+also stops at a time budget (``SRGAN_RADIUS_SECONDS``, 60 s by default), estimated before each
+pass from the passes so far; then the architecture's safe overlap is used, with a warning, and
+the budget is remembered so that the same budget does not try again on every run.
 """
 
 from __future__ import annotations
@@ -18,6 +27,8 @@ import contextlib
 import json
 import logging
 import math
+import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,89 +42,262 @@ from .core.metrics import psnr
 log = logging.getLogger(__name__)
 
 
-
 def _quiet_failure() -> contextlib.suppress:
     """A corrupt cache entry or model file is ignored: the radius is measured again."""
     return contextlib.suppress(OSError, ValueError, KeyError, TypeError, UserError)
 
+
 MIN_DB = 60.0
 MAX_LEVELS = 1
-CORE = 32  # tile core during probing: several seams cross each probe image
+CORE = 32  # the kept core of each probe tile
+PAD = 8  # probe image margin beyond the widest probe tile
 CANDIDATES = (2, 4, 6, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 64, 96, 128)
-METHOD = f"v2:{MIN_DB:g}dB:{MAX_LEVELS}lv:core{CORE}"
+METHOD = f"v3:{MIN_DB:g}dB:{MAX_LEVELS}lv:core{CORE}:crops"
+DEFAULT_SECONDS = 60.0
+
+
+def time_budget() -> float:
+    """Seconds a measurement may take: ``SRGAN_RADIUS_SECONDS`` or 60."""
+    with contextlib.suppress(ValueError):
+        value = float(os.environ.get("SRGAN_RADIUS_SECONDS", DEFAULT_SECONDS))
+        if math.isfinite(value) and value > 0:
+            return value
+    return DEFAULT_SECONDS
 
 
 @dataclass
 class RadiusMeasurement:
-    """The result: ``radius`` None when no candidate up to the limit met the bound."""
+    """The result: ``radius`` None when no candidate up to the limit met the bound, or the
+    time budget ran out first (``timed_out``)."""
 
     radius: int | None
     limit: int
     trials: list[tuple[int, float, int]] = field(default_factory=list)  # overlap, dB, levels
     method: str = METHOD
     reach: str = "local"  # "global": one input pixel moves outputs across the whole image
+    timed_out: bool = False
+    budget: float = 0.0  # seconds allowed
+    seconds: float = 0.0  # seconds taken
+    passes: int = 0  # calls into the network
 
     def line(self) -> str:
         if self.reach == "global":
             return ("no effective radius: one input pixel changes the output across the whole "
                     "image (the network pools globally), so tiles cannot match the whole image")
+        if self.timed_out:
+            return (f"effective radius not measured within {self.budget:g} s (the network is "
+                    f"slow here: {self.passes} passes in {self.seconds:.0f} s)")
         found = (f"effective radius {self.radius}" if self.radius is not None
                  else f"no overlap up to {self.limit} met the bound")
         return (f"{found} (>= {MIN_DB:g} dB and <= {MAX_LEVELS} level from the whole image; "
-                f"{len(self.trials)} overlaps tried)")
+                f"{len(self.trials)} overlaps tried, {self.passes} passes, "
+                f"{self.seconds:.1f} s)")
 
 
-def probe_images(limit: int) -> list[np.ndarray]:
+def _tile_side(overlap: int, multiple: int) -> int:
+    """The side of a probe tile with ``overlap`` context and a ``CORE`` core, on the window
+    grid of a window-attention model (as the runtime's tiles are)."""
+    from .upscaler import _aligned_tile
+
+    side = 2 * overlap + CORE
+    return _aligned_tile(side, overlap, multiple) if multiple > 1 else side
+
+
+def probe_images(limit: int, multiple: int = 1) -> list[np.ndarray]:
     """Two procedural RGB images, the same for every overlap tried, large enough that the
-    widest probed tile still has seams across them."""
+    widest probe tile lies inside them with a margin."""
     from .core.synth import texture
 
-    side = 2 * limit + 3 * CORE
+    side = _tile_side(limit, multiple) + 2 * PAD
     rng = np.random.default_rng(20261129)
     return [texture(rng, side, side + 24), texture(rng, side + 16, side)]
 
 
-def measure_effective_radius(backend: Backend, limit: int | None = None,
-                             images: list[np.ndarray] | None = None) -> RadiusMeasurement:
-    """Try overlaps from small to ``limit`` (the theoretical radius, where known) and return
-    the first that keeps tiled output within the bound on every probe image."""
-    from .upscaler import Upscaler
+class _OutOfTime(Exception):
+    """The next pass would end past the time budget."""
 
-    top = limit if limit is not None else CANDIDATES[-1]
-    images = images if images is not None else probe_images(top)
-    whole = [Upscaler(backend=backend, tile=0, overlap=0).upscale(im) for im in images]
-    result = RadiusMeasurement(None, top)
-    if limit is None and reaches_across(backend, images[0]):
-        result.reach = "global"
-        return result
-    for overlap in [c for c in CANDIDATES if c < top] + [top]:
-        up = Upscaler(backend=backend, tile=2 * overlap + CORE, overlap=overlap, batch=8)
-        worst_db, worst_levels = math.inf, 0
-        for img, ref in zip(images, whole, strict=True):
-            out = up.upscale(img)
-            worst_db = min(worst_db, psnr(out, ref))
-            worst_levels = max(worst_levels, int(np.abs(out.astype(np.int16) - ref).max()))
-        result.trials.append((overlap, round(worst_db, 2), worst_levels))
-        if worst_db >= MIN_DB and worst_levels <= MAX_LEVELS:
-            result.radius = overlap
+
+class _Clock:
+    """Counts passes and predicts the next one's time from the seconds per pixel so far."""
+
+    def __init__(self, budget: float, bar) -> None:
+        self.budget, self.bar = budget, bar
+        self.t0 = time.perf_counter()
+        self.passes = 0
+        self.pixels = 0
+        self.busy = 0.0
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def run(self, fn, pixels: int, note: str = ""):
+        if self.pixels:
+            estimate = self.busy / self.pixels * pixels
+            if self.elapsed + estimate > self.budget:
+                raise _OutOfTime
+        t = time.perf_counter()
+        out = fn()
+        self.busy += time.perf_counter() - t
+        self.pixels += pixels
+        self.passes += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            if note:
+                self.bar.set_postfix_str(note)
+        return out
+
+
+def _search_order(candidates: list[int]) -> list[int]:
+    """Indices to try first: the candidates nearest to 2, 4, 8, ... (doubling)."""
+    order: list[int] = []
+    want = 2
+    while True:
+        i = min(range(len(candidates)), key=lambda k: (abs(candidates[k] - want), k))
+        if i not in order:
+            order.append(i)
+        if candidates[i] >= candidates[-1]:
             break
-        if _plateau(result.trials):
-            break  # more context stopped helping: a long-range part no overlap can cover
+        want *= 2
+    if order[-1] != len(candidates) - 1:
+        order.append(len(candidates) - 1)
+    return order
+
+
+def measure_effective_radius(backend: Backend, limit: int | None = None,
+                             images: list[np.ndarray] | None = None,
+                             budget: float | None = None,
+                             progress: bool = False) -> RadiusMeasurement:
+    """Find the smallest candidate overlap up to ``limit`` (the theoretical radius, where
+    known) that keeps an interior tile's core within the bound on every probe image, within
+    ``budget`` seconds (see the module's docstring for the passes it costs)."""
+    top = limit if limit is not None else CANDIDATES[-1]
+    candidates = [c for c in CANDIDATES if c < top] + [top]
+    images = images if images is not None else probe_images(
+        top, max(1, backend.info.input_multiple))
+    budget = time_budget() if budget is None else budget
+    result = RadiusMeasurement(None, top, budget=budget)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=4 + len(_search_order(candidates)) + 4, unit="pass",
+                   desc="effective radius", leave=False, dynamic_ncols=True)
+    clock = _Clock(budget, bar)
+    try:
+        _measure(backend, limit, images, candidates, result, clock)
+    except _OutOfTime:
+        result.timed_out = True
+    finally:
+        result.seconds, result.passes = clock.elapsed, clock.passes
+        if bar is not None:
+            bar.close()
     return result
 
 
-def _plateau(trials: list[tuple[int, float, int]]) -> bool:
-    """Four overlaps of 16 or more in a row gained under 1 dB in all."""
-    tail = [t for t in trials if t[0] >= 16][-4:]
-    return len(tail) == 4 and tail[-1][1] - tail[0][1] < 1.0
+def _measure(backend: Backend, limit: int | None, images: list[np.ndarray],
+             candidates: list[int], result: RadiusMeasurement, clock: _Clock) -> None:
+    from .upscaler import Upscaler
+
+    whole_up = Upscaler(backend=backend, tile=0, overlap=0)
+    small = images[0][:64, :64]
+    clock.run(lambda: whole_up.upscale(small), small.shape[0] * small.shape[1], "timing")
+    whole = [clock.run(lambda im=im: whole_up.upscale(im), im.shape[0] * im.shape[1],
+                       "whole images") for im in images]
+    if limit is None:
+        poked = images[0].copy()
+        poked[:2, :2] = 255 - poked[:2, :2]
+        px = 2 * images[0].shape[0] * images[0].shape[1]
+        if clock.run(lambda: reaches_across(backend, images[0], poked), px, "global reach"):
+            result.reach = "global"
+            return
+    m = max(1, backend.info.input_multiple)
+    cache: dict[int, tuple[float, int]] = {}
+
+    def trial(k: int) -> bool:
+        o = candidates[k]
+        if o not in cache:
+            crops, where, side = _probe_tiles(images, o, m)
+            outs = clock.run(lambda: _run_tiles(backend, crops), len(crops) * side * side,
+                             f"overlap {o}")
+            cache[o] = _worst(outs, whole, where, o, side, backend.scale)
+            result.trials.append((o, *cache[o]))
+            if clock.bar is not None:
+                clock.bar.set_postfix_str(f"overlap {o}: {cache[o][0]:.1f} dB, "
+                                          f"{cache[o][1]} levels")
+        db, levels = cache[o]
+        return db >= MIN_DB and levels <= MAX_LEVELS
+
+    passed, failed = None, -1
+    for k in _search_order(candidates):
+        if trial(k):
+            passed = k
+            break
+        failed = k
+    if passed is None:
+        return
+    while passed - failed > 1:  # bisect among the candidates between
+        mid = (passed + failed) // 2
+        if trial(mid):
+            passed = mid
+        else:
+            failed = mid
+    result.radius = candidates[passed]
 
 
-def reaches_across(backend: Backend, image: np.ndarray) -> bool:
+def _probe_tiles(images: list[np.ndarray], overlap: int, multiple: int
+                 ) -> tuple[list[np.ndarray], list[tuple[int, int]], int]:
+    """The tile an interior tile of ``overlap`` would be, around each image's centre (on the
+    image's window grid for window-attention models): crops, their corners, their side."""
+    side = _tile_side(overlap, multiple)
+    crops, where = [], []
+    for im in images:
+        h, w = im.shape[:2]
+        y = max(0, min((h - side) // 2 // multiple * multiple, h - side))
+        x = max(0, min((w - side) // 2 // multiple * multiple, w - side))
+        crops.append(im[y:y + side, x:x + side])
+        where.append((y, x))
+    return crops, where, side
+
+
+def _run_tiles(backend: Backend, crops: list[np.ndarray]) -> list[np.ndarray]:
+    """The crops through the backend in one batched call, as the runtime runs tiles."""
+    from .upscaler import Upscaler
+
+    up = Upscaler(backend=backend, tile=0, overlap=0, batch=len(crops))
+    got = {key: out for key, out, _ in up.upscale_many(
+        [(k, _picture(c)) for k, c in enumerate(crops)])}
+    if any(out is None for out in got.values()):
+        raise UserError("the model's output holds NaN/Inf on the probe images")
+    return [got[k].to_array() for k in range(len(crops))]
+
+
+def _picture(arr: np.ndarray):
+    from .core.imageio import Picture
+
+    return Picture.from_array(np.ascontiguousarray(arr))
+
+
+def _worst(outs: list[np.ndarray], whole: list[np.ndarray], where: list[tuple[int, int]],
+           overlap: int, side: int, scale: int) -> tuple[float, int]:
+    """Worst PSNR and level difference of the tiles' kept cores against the whole images."""
+    worst_db, worst_levels = math.inf, 0
+    lo, hi = overlap * scale, (side - overlap) * scale
+    for out, ref, (y, x) in zip(outs, whole, where, strict=True):
+        a = out[lo:hi, lo:hi]
+        b = ref[y * scale + lo:y * scale + hi, x * scale + lo:x * scale + hi]
+        worst_db = min(worst_db, psnr(a, b))
+        worst_levels = max(worst_levels, int(np.abs(a.astype(np.int16) - b).max()))
+    return round(worst_db, 2), worst_levels
+
+
+def reaches_across(backend: Backend, image: np.ndarray, poked: np.ndarray | None = None) -> bool:
     """Whether inverting one corner pixel of ``image`` moves the output at the opposite corner
     by more than half a level: a receptive field as wide as the image (global pooling, as in
     RCAN's channel attention), which no overlap can make seamless."""
-    poked = image.copy()
-    poked[:2, :2] = 255 - poked[:2, :2]
+    if poked is None:
+        poked = image.copy()
+        poked[:2, :2] = 255 - poked[:2, :2]
     a, b = ((im.astype(np.float32) / 255).transpose(2, 0, 1)[None] for im in (image, poked))
     fa, fb = backend.run_float(a), backend.run_float(b)
     edge = 8 * backend.scale
@@ -125,10 +309,24 @@ def _cache_file(sha256: str) -> Path:
     return user_cache_dir("radius") / f"{sha256[:40]}.json"
 
 
-def effective_radius(backend: Backend, use_cache: bool = True) -> int | None:
-    """The backend's model's effective radius: from its metadata, from the ONNX copy of a
-    bundled model, from the cache (keyed by the file's hash and the method), or measured now
-    and cached. None for fixed-shape models and when nothing met the bound."""
+def _cache_key(backend: Backend) -> str | None:
+    """The hash the measurement is cached under: the file the model came from (an ONNX export
+    shares its generator's), else the file itself."""
+    info = backend.info
+    if info.source_sha256:
+        return info.source_sha256
+    if info.path and Path(info.path).is_file():
+        return file_sha256(Path(info.path))
+    return None
+
+
+_UNKNOWN = object()
+
+
+def lookup_radius(backend: Backend, use_cache: bool = True, budget: float | None = None):
+    """The radius without measuring: from the model's metadata, the ONNX copy of a bundled
+    model, or the cache. Returns the radius (None: measured, none met the bound), or
+    ``_UNKNOWN`` when only a measurement can tell."""
     info = backend.info
     if info.effective_radius is not None:
         return info.effective_radius
@@ -142,26 +340,44 @@ def effective_radius(backend: Backend, use_cache: bool = True) -> int | None:
             measured = describe(variant).effective_radius
             if measured is not None:
                 return measured
-    sha = file_sha256(Path(info.path))
-    cache = _cache_file(sha)
-    if use_cache and cache.is_file():
+    key = _cache_key(backend)
+    cache = _cache_file(key) if key else None
+    if use_cache and cache is not None and cache.is_file():
         with _quiet_failure():
             doc = json.loads(cache.read_text())
             if doc.get("method") == METHOD and isinstance(doc.get("radius"), int | None):
-                return doc["radius"]
+                budget = time_budget() if budget is None else budget
+                if not doc.get("timed_out") or float(doc.get("budget", 0)) >= budget:
+                    return doc["radius"]
+    return _UNKNOWN
+
+
+def effective_radius(backend: Backend, use_cache: bool = True, progress: bool = False,
+                     budget: float | None = None) -> int | None:
+    """The backend's model's effective radius: looked up (:func:`lookup_radius`), or measured
+    now within the time budget and cached. None for fixed-shape models, when nothing met the
+    bound, or when the budget ran out (the caller then uses the architecture's safe
+    overlap)."""
+    found = lookup_radius(backend, use_cache, budget)
+    if found is not _UNKNOWN:
+        return found
+    budget = time_budget() if budget is None else budget
     probe = backend.fp32_fallback() or backend
-    log.info("measuring the effective radius of %s once (tiled vs whole image)...",
-             Path(info.path).name)
+    name = Path(backend.info.path).name
+    log.info("measuring the effective radius of %s once (the overlap tiles need; at most "
+             "%g s; --overlap N skips this)...", name, budget)
     try:
-        result = measure_effective_radius(probe, info.receptive_radius)
+        result = measure_effective_radius(probe, backend.info.receptive_radius, budget=budget,
+                                          progress=progress)
     except UserError as exc:  # e.g. NaN output: the images will fail with the reason
-        log.warning("effective radius not measured (%s); using the theoretical one", exc)
+        log.warning("effective radius not measured (%s)", exc)
         return None
-    log.info("%s", result.line())
-    if use_cache:
+    (log.warning if result.timed_out else log.info)("%s", result.line())
+    key = _cache_key(backend)
+    if use_cache and key is not None:
         try:
-            text = json.dumps({**asdict(result), "sha256": sha})
-            atomic_write(cache, lambda tmp: tmp.write_text(text))
+            text = json.dumps({**asdict(result), "sha256": key})
+            atomic_write(_cache_file(key), lambda tmp: tmp.write_text(text))
         except OSError as exc:
-            log.warning("radius cache %s not writable (%s)", cache.parent, exc)
+            log.warning("radius cache %s not writable (%s)", _cache_file(key).parent, exc)
     return result.radius

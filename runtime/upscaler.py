@@ -84,7 +84,8 @@ class Upscaler:
                  scale: int | None = None,
                  max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
                  seamless: bool = False, cache: bool = True,
-                 max_memory: int | str | None = None, compile: str | None = None) -> None:
+                 max_memory: int | str | None = None, compile: str | None = None,
+                 progress: bool = False) -> None:
         # An explicit tile (0 included) is kept unless memory is really short; the default
         # one also yields to the memory budget.
         self.tile_explicit = tile is not None
@@ -120,19 +121,15 @@ class Upscaler:
                 log.warning("batch %d is over the engine profile's largest batch %d: batch %d",
                             batch, limits.max_batch, limits.max_batch)
                 batch = limits.max_batch
-        explicit = overlap is not None
-        if overlap is None:
-            overlap = self._default_overlap(tile, seamless, cache)
-        if tile and 2 * overlap >= tile:
-            if explicit:
-                raise UserError(f"--overlap {overlap} leaves no core in a {tile}-pixel tile "
-                                f"(need 2 x overlap < tile; raise --tile)")
-            shrunk = tile // 4
-            log.warning("a %d-pixel tile is small for the default overlap %d: overlap %d "
-                        "instead (seams may show; raise --tile)", tile, overlap, shrunk)
-            overlap = shrunk
-        self.overlap = overlap
         self.tile = tile
+        # The overlap: given, known at once (metadata, cache, theoretical), or measured when
+        # the first image needs more than one tile (see the ``overlap`` property).
+        self._seamless, self._cache, self._progress = seamless, cache, progress
+        self._overlap_lock = threading.Lock()
+        self._overlap = None if overlap is None else self._fit_overlap(overlap, explicit=True)
+        if self._overlap is None:
+            known = self._known_overlap()
+            self._overlap = None if known is None else self._fit_overlap(known, explicit=False)
         # Batching buys nothing on the CPU (OpenVINO 298 vs 306 ms per 100x100 LR pixels at
         # batch 4 vs 1, ONNX Runtime slower at 4) and multiplies the activations' memory.
         cpu = self.backend.device == "cpu"
@@ -161,25 +158,61 @@ class Upscaler:
         if warmup is not None and warmup():  # a compiled backend compiles here, not in image 1
             log.info("compiled the network in %.1f s", self.backend.compile_seconds)
 
-    def _default_overlap(self, tile: int, seamless: bool, cache: bool) -> int:
-        """The measured effective radius (see :mod:`srgan_runtime.radius`); the theoretical
-        radius with ``seamless`` or whole-image runs (tiling only after an out-of-memory);
-        a fixed guess, with a warning, when neither is known."""
-        theoretical = self.backend.receptive_radius
-        measured = None
-        if tile and not seamless:
-            from .radius import effective_radius
+    @property
+    def overlap(self) -> int:
+        """Context per tile side. Where only a measurement can tell (another project's
+        checkpoint or ONNX file seen for the first time), it is measured on first use: when
+        an image needs more than one tile, never for images that fit one."""
+        if self._overlap is None:
+            with self._overlap_lock:
+                if self._overlap is None:
+                    from .radius import effective_radius
 
-            measured = effective_radius(self.backend, cache)
-        if measured is not None:
-            return measured
+                    measured = effective_radius(self.backend, self._cache, self._progress)
+                    value = measured if measured is not None else self._fallback_overlap(
+                        "its effective radius was not measured")
+                    self._overlap = self._fit_overlap(value, explicit=False)
+        return self._overlap
+
+    def _known_overlap(self) -> int | None:
+        """The overlap where it is known without running the model: the effective radius
+        from metadata or the cache (:func:`~srgan_runtime.radius.lookup_radius`), the
+        theoretical radius with ``seamless`` or whole-image runs (tiling only after running
+        out of memory); None where only a measurement can tell."""
+        if self.tile and not self._seamless:
+            from .radius import _UNKNOWN, lookup_radius
+
+            found = lookup_radius(self.backend, self._cache)
+            if found is _UNKNOWN:
+                return None
+            if found is not None:
+                return found
+        return self._fallback_overlap("its receptive radius is unknown" if self.tile else None)
+
+    def _fallback_overlap(self, why: str | None) -> int:
+        """The architecture's safe overlap: its theoretical radius, or a fixed guess (with a
+        warning when ``why`` is given) where that is unknown too."""
+        theoretical = self.backend.receptive_radius
         if theoretical is not None:
             return theoretical
-        if not tile:
-            return UNKNOWN_RADIUS_OVERLAP  # whole images; used only if memory forces tiles
-        log.warning("the model's receptive radius is unknown: tiles overlap by %d pixels (set "
-                    "--overlap, or --tile 0 for whole images)", UNKNOWN_RADIUS_OVERLAP)
+        if why:
+            log.warning("%s: tiles overlap by %d pixels, which may show seams (set --overlap, "
+                        "or --tile 0 for whole images)", why, UNKNOWN_RADIUS_OVERLAP)
         return UNKNOWN_RADIUS_OVERLAP
+
+    def _fit_overlap(self, overlap: int, explicit: bool) -> int:
+        """``overlap``, or a quarter of the tile where the tile leaves it no core (an explicit
+        overlap is refused instead)."""
+        tile = self.tile
+        if tile and 2 * overlap >= tile:
+            if explicit:
+                raise UserError(f"--overlap {overlap} leaves no core in a {tile}-pixel tile "
+                                f"(need 2 x overlap < tile; raise --tile)")
+            shrunk = tile // 4
+            log.warning("a %d-pixel tile is small for the default overlap %d: overlap %d "
+                        "instead (seams may show; raise --tile)", tile, overlap, shrunk)
+            return shrunk
+        return overlap
 
     # --- public API ---------------------------------------------------------------------------
     def upscale(self, image):
@@ -300,8 +333,10 @@ class Upscaler:
                 budget = "output + 512 MiB" if self.max_memory == "auto" else "default"
             mem = (f", memory {budget}: {self._footprint.per_pixel / 1024:.1f} KiB per tile "
                    "pixel measured")
+        overlap = ("measured when an image needs tiles" if self._overlap is None
+                   else self._overlap)
         return (f"{self.backend.describe()}{why}, x{self.scale}, tile {self.tile or 'whole'}, "
-                f"overlap {self.overlap}, batch {self.batch}{mem}")
+                f"overlap {overlap}, batch {self.batch}{mem}")
 
     def memory_tile(self, width: int, height: int, bits: int = 8) -> tuple[int, str | None]:
         """The tile side for an input of this size under the memory budget, and why the image
@@ -347,10 +382,9 @@ class Upscaler:
             self.batch //= 2
             log.info("batch %d to stay within %s", self.batch, why)
             side = fp.largest_side(budget, self.batch) // 8 * 8
-        smallest = 2 * self.overlap + 16
         if side >= requested:
             side = self.tile
-        elif side < smallest:
+        elif side < (smallest := 2 * self.overlap + 16):  # tiles: the overlap matters now
             if explicit:
                 return 0, (f"needs more than --max-memory {_mib(self.max_memory)} MiB: "
                            f"{_mib(rss)} MiB in use, {_mib(picture)} MiB for the picture, "
@@ -398,9 +432,13 @@ class Upscaler:
             # the image's window grid, so that tiles partition windows as the whole image does.
             planes = [pad_to(p, -(-p.shape[0] // m) * m, -(-p.shape[1] // m) * m)
                       for p in planes]
-            tile = _aligned_tile(tile, self.overlap, m)
         h, w = planes[0].shape[:2]
-        tiles = plan_tiles(h, w, tile, self.overlap, even=fixed is None, align=m)
+        if tile == 0 or (h <= tile and w <= tile):  # one tile: no overlap to know
+            tiles = plan_tiles(h, w, 0, 0)
+        else:
+            if m > 1:
+                tile = _aligned_tile(tile, self.overlap, m)
+            tiles = plan_tiles(h, w, tile, self.overlap, even=fixed is None, align=m)
         s = self.scale
         canvases = [np.empty((h * s, w * s, 3), dtype=pic.colour.dtype) for _ in planes]
         return _Job(key, pic, planes, canvases, tiles, tile, len(tiles) * len(planes),

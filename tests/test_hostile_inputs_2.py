@@ -456,3 +456,41 @@ def test_a_damaged_rng_state_is_a_clear_refusal_with_or_without_a_digest(
     torch.save(state, last)
     r = _srtrain("fit", "--out", str(run), "--resume", "--steps", "6", "--no-progress")
     assert r.exit_code == 2 and "damaged random-number state" in r.output, r.output
+
+
+# --- 13: another project's checkpoint: no radius measurement unless tiles need it ------------
+
+def _texture_png(path: Path, w: int, h: int, seed: int) -> Path:
+    from srgan_runtime.core.synth import texture
+
+    Image.fromarray(texture(np.random.default_rng(seed), h, w)).save(path)
+    return path
+
+
+def test_first_run_of_a_foreign_checkpoint_measures_only_when_tiles_need_it(
+        tmp_path: Path) -> None:
+    _compact_state()  # skips without torch/spandrel
+    sys.path.insert(0, str(Path(__file__).parent))
+    from foreign_models import compact
+
+    model = tmp_path / "realesr-animevideov3_like.pth"
+    compact(model)
+    small = _texture_png(tmp_path / "small.png", 125, 120, 1)
+    r = srrun("upscale", str(small), "-o", str(tmp_path / "small_x4.png"), "--model",
+              str(model), timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "small_x4.png").size == (500, 480)
+    assert "effective radius" not in r.stderr, r.stderr  # one tile: nothing to measure
+    big = _texture_png(tmp_path / "big.png", 420, 300, 2)
+    r = srrun("upscale", str(big), "-o", str(tmp_path / "big_x4.png"), "--model", str(model),
+              "--progress", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "measuring the effective radius" in r.stderr and "at most 60 s" in r.stderr
+    assert "effective radius:" in r.stderr  # the progress bar
+    assert "passes" in r.stderr  # the result line says what it cost
+    r = srrun("upscale", str(big), "-o", str(tmp_path / "big_again.png"), "--model",
+              str(model), "--no-progress", timeout=300)
+    assert r.returncode == 0 and "measuring" not in r.stderr, r.stderr  # cached
+    r = srrun("upscale", str(big), "-o", str(tmp_path / "big_o.png"), "--model", str(model),
+              "--overlap", "6", "--no-cache", "--no-progress", timeout=300)
+    assert r.returncode == 0 and "effective radius" not in r.stderr, r.stderr

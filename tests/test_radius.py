@@ -44,8 +44,12 @@ def test_measurement_finds_the_true_context(r: int) -> None:
     got = radius.measure_effective_radius(BoxBackend(r, theoretical=20), limit=20)
     # The first candidate at or beyond r: below it the tiles lack real context.
     assert got.radius == min(c for c in radius.CANDIDATES if c >= r)
-    assert all(db < radius.MIN_DB or lv > radius.MAX_LEVELS for o, db, lv in got.trials[:-1])
+    for o, db, lv in got.trials:  # every overlap tried below it failed, at or above it passed
+        assert (db >= radius.MIN_DB and lv <= radius.MAX_LEVELS) == (o >= got.radius)
     assert "effective radius" in got.line()
+    # Bounded: a timing pass, two whole images, then doubling and bisection (not one pass per
+    # candidate, nor one per tile of a tiled image).
+    assert got.passes <= 3 + len(got.trials) and len(got.trials) <= 6
 
 
 def test_nothing_within_the_limit_is_reported_as_none() -> None:
@@ -92,3 +96,57 @@ def test_default_overlap_seamless_and_small_tiles(tmp_path: Path,
     img = np.random.default_rng(0).integers(0, 256, (90, 70, 3), dtype=np.uint8)
     whole = Upscaler(backend=BoxBackend(3, 20, str(model)), tile=0).upscale(img)
     assert np.abs(up.upscale(img).astype(int) - whole).max() <= radius.MAX_LEVELS
+
+
+class SlowBox(BoxBackend):
+    """A box model that takes ``delay`` seconds a call: a network too slow for the budget."""
+
+    def __init__(self, delay: float, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.delay, self.calls = delay, 0
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        import time
+
+        self.calls += 1
+        time.sleep(self.delay)
+        return super()._run(batch)
+
+
+def test_a_slow_network_stops_at_the_time_budget_and_is_not_retried(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = tmp_path / "slow.onnx"
+    model.write_bytes(b"slow")
+    slow = SlowBox(0.4, 3, None, str(model))  # no theoretical radius: up to 128
+    got = radius.measure_effective_radius(slow, None, budget=1.0)
+    assert got.timed_out and got.radius is None and got.seconds < 2.5
+    assert "not measured within 1 s" in got.line()
+    with caplog.at_level(logging.WARNING):
+        up = Upscaler(backend=SlowBox(0.4, 3, None, str(model)), tile=128)
+        monkeypatch.setenv("SRGAN_RADIUS_SECONDS", "1")
+        assert up.overlap == 32  # the fixed guess, said in a warning
+    assert "not measured within 1 s" in caplog.text and "may show seams" in caplog.text
+    again = SlowBox(0.4, 3, None, str(model))  # the same budget: the cache says it timed out
+    assert radius.effective_radius(again, budget=1.0) is None and again.calls == 0
+    patient = BoxBackend(3, None, str(model))  # a larger budget measures again
+    assert radius.effective_radius(patient, budget=60.0) == 4
+
+
+def test_the_radius_is_measured_only_when_an_image_needs_tiles(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = tmp_path / "box.onnx"
+    model.write_bytes(b"lazy box")
+    backend = SlowBox(0.0, 3, 20, str(model))
+    up = Upscaler(backend=backend, tile=64)
+    assert up._overlap is None and "measured when an image needs tiles" in up.describe()
+    small = np.random.default_rng(0).integers(0, 256, (60, 50, 3), dtype=np.uint8)
+    up.upscale(small)
+    assert up._overlap is None and backend.calls == 1  # one tile, no measurement
+    big = np.random.default_rng(1).integers(0, 256, (100, 90, 3), dtype=np.uint8)
+    up.upscale(big)
+    assert up._overlap == 4
+    given = SlowBox(0.0, 3, 20, str(tmp_path / "other.onnx"))
+    assert Upscaler(backend=given, tile=64, overlap=6).upscale(big) is not None
+    assert given.calls == 4  # the tiles only: --overlap skips the measurement
