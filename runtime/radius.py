@@ -51,6 +51,7 @@ MIN_DB = 60.0
 MAX_LEVELS = 1
 CORE = 32  # the kept core of each probe tile
 PAD = 8  # probe image margin beyond the widest probe tile
+_SPREAD = (0.2, 0.5, 0.8)  # where probe tiles sit across each image (fractions of the room)
 CANDIDATES = (2, 4, 6, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 64, 96, 128)
 METHOD = f"v3:{MIN_DB:g}dB:{MAX_LEVELS}lv:core{CORE}:crops"
 DEFAULT_SECONDS = 60.0
@@ -246,17 +247,22 @@ def _measure(backend: Backend, limit: int | None, images: list[np.ndarray],
 
 
 def _probe_tiles(images: list[np.ndarray], overlap: int, multiple: int
-                 ) -> tuple[list[np.ndarray], list[tuple[int, int]], int]:
-    """The tile an interior tile of ``overlap`` would be, around each image's centre (on the
-    image's window grid for window-attention models): crops, their corners, their side."""
+                 ) -> tuple[list[np.ndarray], list[tuple[int, int, int]], int]:
+    """The tiles of ``overlap`` that positions spread over each image (``_SPREAD`` across,
+    ``_SPREAD`` down) would run, on the image's window grid for window-attention models:
+    several per image, so that the worst of them is measured, as tiling would. Returns the
+    crops, where each came from (image, top, left), and their side."""
     side = _tile_side(overlap, multiple)
-    crops, where = [], []
-    for im in images:
+    crops: list[np.ndarray] = []
+    where: list[tuple[int, int, int]] = []
+    for k, im in enumerate(images):
         h, w = im.shape[:2]
-        y = max(0, min((h - side) // 2 // multiple * multiple, h - side))
-        x = max(0, min((w - side) // 2 // multiple * multiple, w - side))
-        crops.append(im[y:y + side, x:x + side])
-        where.append((y, x))
+        spots = {(max(0, min(int((h - side) * fy) // multiple * multiple, h - side)),
+                  max(0, min(int((w - side) * fx) // multiple * multiple, w - side)))
+                 for fy in _SPREAD for fx in _SPREAD}
+        for y, x in sorted(spots):
+            crops.append(im[y:y + side, x:x + side])
+            where.append((k, y, x))
     return crops, where, side
 
 
@@ -278,12 +284,13 @@ def _picture(arr: np.ndarray):
     return Picture.from_array(np.ascontiguousarray(arr))
 
 
-def _worst(outs: list[np.ndarray], whole: list[np.ndarray], where: list[tuple[int, int]],
+def _worst(outs: list[np.ndarray], whole: list[np.ndarray], where: list[tuple[int, int, int]],
            overlap: int, side: int, scale: int) -> tuple[float, int]:
     """Worst PSNR and level difference of the tiles' kept cores against the whole images."""
     worst_db, worst_levels = math.inf, 0
     lo, hi = overlap * scale, (side - overlap) * scale
-    for out, ref, (y, x) in zip(outs, whole, where, strict=True):
+    for out, (k, y, x) in zip(outs, where, strict=True):
+        ref = whole[k]
         a = out[lo:hi, lo:hi]
         b = ref[y * scale + lo:y * scale + hi, x * scale + lo:x * scale + hi]
         worst_db = min(worst_db, psnr(a, b))
