@@ -337,5 +337,5 @@ def test_a_second_ctrl_c_quits_at_once_without_a_traceback(tmp_path) -> None:
     reader.join(5)
     assert time.monotonic() - t0 < 10, seen
     assert "Ctrl-C again" in seen and "Traceback" not in seen, seen
-    assert proc.returncode in (0, 130), seen  # 0 if the tile had finished first
+    assert proc.returncode == 130, seen  # the whole-image tile takes seconds: cut short
     assert not list(tmp.glob("srrun-serve-*"))
