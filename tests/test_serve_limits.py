@@ -118,6 +118,19 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30
     return out
 
 
+def _stops_in_order(proc: subprocess.Popen, tmp: Path, sig: int, words: str,
+                    within: float) -> None:
+    """``sig`` stops the server within ``within`` seconds, exit 0, saying ``words``, with no
+    traceback and no upload folder left behind."""
+    t0 = time.monotonic()
+    log = _stop(proc, sig, timeout=60)
+    assert time.monotonic() - t0 < within, log
+    assert proc.returncode == 0, log
+    assert f"stopping ({signal.Signals(sig).name})" in log and words in log, log
+    assert "Traceback" not in log
+    assert not list(tmp.glob("srrun-serve-*")), "the upload folder was left behind"
+
+
 @pytest.fixture(scope="module")
 def tiny_server(generator_file: Path, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("serve-tmp")
@@ -160,13 +173,7 @@ def test_real_server_takes_every_photo_then_stops_on_sigterm(tiny_server, tmp_pa
     assert _curl(f"{base}/api/jobs", big, tmp_path / "job.json") == 413
     assert "pixels" in json.loads((tmp_path / "job.json").read_text())["error"]
     # About 110 jobs are still queued: SIGTERM cancels them and stops within the bound.
-    t0 = time.monotonic()
-    log = _stop(proc, signal.SIGTERM, timeout=60)
-    assert time.monotonic() - t0 < 45, log
-    assert proc.returncode == 0, log
-    assert "stopping (SIGTERM)" in log and "queued job(s) cancelled" in log, log
-    assert "Traceback" not in log
-    assert not list(tmp.glob("srrun-serve-*")), "the upload folder was left behind"
+    _stops_in_order(proc, tmp, signal.SIGTERM, "queued job(s) cancelled", within=45)
 
 
 def _raw_request(port: int, head: str) -> socket.socket:
@@ -304,13 +311,8 @@ def test_ctrl_c_stops_a_running_job_at_its_next_tile(tmp_path) -> None:
     base = f"http://127.0.0.1:{port}"
     _running_job(base, png)
     serve_load.post_image(f"{base}/api/jobs", png)  # one queued behind it
-    t0 = time.monotonic()
-    log = _stop(proc, signal.SIGINT, timeout=60)
-    assert time.monotonic() - t0 < 30, log
-    assert proc.returncode == 0, log
-    assert "stopping (SIGINT)" in log and "1 queued job(s) cancelled, 1 running" in log, log
-    assert "Traceback" not in log
-    assert not list(tmp.glob("srrun-serve-*"))
+    _stops_in_order(proc, tmp, signal.SIGINT, "1 queued job(s) cancelled, 1 running",
+                    within=30)
 
 
 def test_a_second_ctrl_c_quits_at_once_without_a_traceback(tmp_path) -> None:
