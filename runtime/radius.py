@@ -206,10 +206,8 @@ def _measure(backend: Backend, limit: int | None, images: list[np.ndarray],
     whole = [clock.run(lambda im=im: whole_up.upscale(im), im.shape[0] * im.shape[1],
                        "whole images") for im in images]
     if limit is None:
-        poked = images[0].copy()
-        poked[:2, :2] = 255 - poked[:2, :2]
         px = 2 * images[0].shape[0] * images[0].shape[1]
-        if clock.run(lambda: reaches_across(backend, images[0], poked), px, "global reach"):
+        if clock.run(lambda: reaches_across(backend, images[0]), px, "global reach"):
             result.reach = "global"
             return
     m = max(1, backend.info.input_multiple)
@@ -298,13 +296,12 @@ def _worst(outs: list[np.ndarray], whole: list[np.ndarray], where: list[tuple[in
     return round(worst_db, 2), worst_levels
 
 
-def reaches_across(backend: Backend, image: np.ndarray, poked: np.ndarray | None = None) -> bool:
+def reaches_across(backend: Backend, image: np.ndarray) -> bool:
     """Whether inverting one corner pixel of ``image`` moves the output at the opposite corner
     by more than half a level: a receptive field as wide as the image (global pooling, as in
     RCAN's channel attention), which no overlap can make seamless."""
-    if poked is None:
-        poked = image.copy()
-        poked[:2, :2] = 255 - poked[:2, :2]
+    poked = image.copy()
+    poked[:2, :2] = 255 - poked[:2, :2]
     a, b = ((im.astype(np.float32) / 255).transpose(2, 0, 1)[None] for im in (image, poked))
     fa, fb = backend.run_float(a), backend.run_float(b)
     edge = 8 * backend.scale
@@ -327,13 +324,13 @@ def _cache_key(backend: Backend) -> str | None:
     return None
 
 
-_UNKNOWN = object()
+UNMEASURED = object()  # lookup_radius: only a measurement can tell
 
 
 def lookup_radius(backend: Backend, use_cache: bool = True, budget: float | None = None):
     """The radius without measuring: from the model's metadata, the ONNX copy of a bundled
     model, or the cache. Returns the radius (None: measured, none met the bound), or
-    ``_UNKNOWN`` when only a measurement can tell."""
+    :data:`UNMEASURED` when only a measurement can tell."""
     info = backend.info
     if info.effective_radius is not None:
         return info.effective_radius
@@ -356,7 +353,7 @@ def lookup_radius(backend: Backend, use_cache: bool = True, budget: float | None
                 budget = time_budget() if budget is None else budget
                 if not doc.get("timed_out") or float(doc.get("budget", 0)) >= budget:
                     return doc["radius"]
-    return _UNKNOWN
+    return UNMEASURED
 
 
 def effective_radius(backend: Backend, use_cache: bool = True, progress: bool = False,
@@ -366,7 +363,7 @@ def effective_radius(backend: Backend, use_cache: bool = True, progress: bool = 
     bound, or when the budget ran out (the caller then uses the architecture's safe
     overlap)."""
     found = lookup_radius(backend, use_cache, budget)
-    if found is not _UNKNOWN:
+    if found is not UNMEASURED:
         return found
     budget = time_budget() if budget is None else budget
     probe = backend.fp32_fallback() or backend

@@ -180,10 +180,10 @@ class Upscaler:
         theoretical radius with ``seamless`` or whole-image runs (tiling only after running
         out of memory); None where only a measurement can tell."""
         if self.tile and not self._seamless:
-            from .radius import _UNKNOWN, lookup_radius
+            from .radius import UNMEASURED, lookup_radius
 
             found = lookup_radius(self.backend, self._cache)
-            if found is _UNKNOWN:
+            if found is UNMEASURED:
                 return None
             if found is not None:
                 return found
@@ -351,18 +351,16 @@ class Upscaler:
         fp = self._footprint
         if fp is None:
             return self.tile, None
-        from .memory import ACTIVATION_BUDGET, ENCODE_ALLOWANCE, HEADROOM, SAFETY, current_rss
+        from .memory import ACTIVATION_BUDGET, HEADROOM, current_rss, tile_budget
 
         # A tile as large as the image is the whole image: ask for no more than that.
         requested = min(self.tile or max(width, height), max(width, height))
         px = (2 if bits == 16 else 1) * 4
         picture = width * height * (self.scale**2 + 1) * px  # output canvas and input
         free = available_memory()
-        room = None if free is None else SAFETY * (free - picture - ENCODE_ALLOWANCE)
+        room = None if free is None else tile_budget(picture, free)
         explicit = isinstance(self.max_memory, int) and self.max_memory > 0
         if explicit:  # the whole process: earlier pictures still being written count too
-            from .memory import tile_budget
-
             held = fp.bytes(self._held_side, self.batch) if self._held_side else 0.0
             rss = max(self._rss_start, (current_rss() or 0) - held)
             budget = tile_budget(rss + picture, float(self.max_memory))
@@ -373,7 +371,7 @@ class Upscaler:
             budget, why = room, f"the {_mib(free or 0)} MiB of memory available"
         else:
             own = (ACTIVATION_BUDGET if self.max_memory is None
-                   else SAFETY * (HEADROOM - ENCODE_ALLOWANCE - width * height * px))
+                   else tile_budget(width * height * px, HEADROOM))
             budget = own if room is None else min(own, room)
             why = ("the auto memory budget (output + 512 MiB)" if budget == own
                    else f"the {_mib(free or 0)} MiB of memory available")

@@ -207,11 +207,13 @@ def load_training_state(path: Path, offer_previous: bool = True) -> dict[str, An
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such training checkpoint")
-    hint = _previous_hint(path) if offer_previous else ""
+    def hint() -> str:  # read only when this one is damaged: it costs a second load
+        return _previous_hint(path) if offer_previous else ""
+
     try:
         state = safe_torch_load(path, "training checkpoint")
     except UserError as exc:
-        raise UserError(f"{exc}{hint}") from None
+        raise UserError(f"{exc}{hint()}") from None
     if not isinstance(state, dict) or state.get("format") != "srgan-toolkit/train-state":
         raise UserError(f"{path}: not a training checkpoint of this toolkit")
     stored = state.pop("digest", None)  # checkpoints written before digests have none
@@ -219,7 +221,7 @@ def load_training_state(path: Path, offer_previous: bool = True) -> dict[str, An
                                or stored.get("method") != DIGEST_METHOD
                                or stored.get("sha256") != state_digest(state)):
         raise UserError(f"{path}: damaged: its contents do not match the digest written with "
-                        f"it (a disk, copy or transfer error){hint}")
+                        f"it (a disk, copy or transfer error){hint()}")
     return state
 
 

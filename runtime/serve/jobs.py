@@ -99,8 +99,7 @@ class JobQueue:
     def _work(self, job: Job) -> None:
         job.state = "running"
         try:
-            if self.stopping.is_set():
-                raise Cancelled
+            self.check_stop()
             self._run(job)
             job.state = "done" if job.error is None else "failed"
         except Cancelled:
@@ -168,6 +167,3 @@ class JobQueue:
             with contextlib.suppress(Exception):  # cancelled, or running at the deadline
                 fut.exception(timeout=max(0.0, deadline - time.monotonic()))
         return sum(1 for f in futures if not f.done())
-
-    def shutdown(self) -> None:
-        self.stop()
