@@ -12,6 +12,7 @@ import os
 import re
 import tempfile
 import threading
+import weakref
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -130,6 +131,9 @@ def create_app(config: ServeConfig | None = None, factory=None):
     models.get(models.default)  # the first request should not pay for opening it
     upload_dir = tempfile.mkdtemp(prefix="srrun-serve-")
     app = Flask(__name__, static_folder=None)
+    # An app made by a library user or a test is never stopped by serve(): its folder goes
+    # with the app, or at exit.
+    weakref.finalize(app, _remove_dir, upload_dir)
     app.config["MAX_CONTENT_LENGTH"] = config.body_limit  # waitress refuses larger first
     app.config["MAX_FORM_MEMORY_SIZE"] = FORM_MEMORY
     app.config["TRAP_HTTP_EXCEPTIONS"] = False
