@@ -10,6 +10,7 @@ import click
 
 from srgan_runtime.core.cli import FiniteFloat, toolkit_group
 from srgan_runtime.core.errors import UserError
+from srgan_runtime.core.imageio import FORMATS
 
 from .backends.support import BACKENDS, PRECISIONS, support_summary
 from .upscaler import DEFAULT_MAX_OUTPUT_PIXELS
@@ -64,7 +65,7 @@ def cli() -> None:
 @click.option("--threads", type=int, default=0, show_default=True, help="CPU threads (0=all).")
 @click.option("--outscale", type=FiniteFloat(0, lo_open=True), default=None,
               help="Final scale, resized after the model (Lanczos).")
-@click.option("--format", "fmt", type=click.Choice(["png", "jpg", "webp"]), default=None,
+@click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default=None,
               help="[default: the input's format]")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
               help="JPEG/WebP quality.")

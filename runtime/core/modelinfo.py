@@ -9,7 +9,7 @@ through this module, so a new format or architecture describes itself in one pla
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -30,9 +30,6 @@ from .manifest import ENGINE_SUFFIXES, read_manifest
 from .statedict import refuse_nonfinite
 
 ONNX_FORMAT = "srgan-toolkit/onnx"
-FORMATS = ("generator", "checkpoint", "onnx", "tensorrt", "aoti")
-# Formats whose weights PyTorch runs (a checkpoint: another project's, read by spandrel).
-TORCH_FORMATS = ("generator", "checkpoint")
 # What a file stores its body in (inputs/outputs are float32 in every case).
 STORED_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # What an AOTInductor package can be compiled in (fp16 on CUDA only).
@@ -60,7 +57,7 @@ class ModelInfo:
     """
 
     scale: int
-    format: str = "onnx"  # generator | checkpoint | onnx | tensorrt | aoti
+    format: str = "onnx"  # a MODEL_FORMATS name
     arch: str = "unknown"
     preset: str = "unknown"
     channels: int = 3  # input channels
@@ -279,24 +276,27 @@ def default_model(scale: int | None = None) -> Path:
 
 
 def model_format(path: Path) -> str:
-    """``generator``, ``checkpoint``, ``onnx`` or ``tensorrt`` from a file name (a run folder
-    is a generator; a ``.safetensors`` file without this toolkit's metadata is a checkpoint)."""
+    """The :data:`MODEL_FORMATS` name of a file, from its suffix (and, where two formats share
+    one, its header); a run folder is a generator."""
+    return format_of(path).name
+
+
+def format_of(path: Path) -> ModelFormat:
+    """The :class:`ModelFormat` row that claims ``path``; unknown suffixes are refused with
+    the list of accepted ones."""
     p = Path(path)
-    suffix = p.suffix.lower()
     if p.is_dir():
-        return "generator"
-    if suffix == ".safetensors":
-        return "generator" if _is_generator_file(p) else "checkpoint"
-    if suffix in FOREIGN_SUFFIXES:
-        return "checkpoint"
-    if suffix == ".onnx":
-        return "onnx"
-    if suffix in ENGINE_SUFFIXES:
-        return "tensorrt"
-    if suffix == AOTI_SUFFIX:
-        return "aoti"
-    raise UserError(f"{path}: unknown model type (expected .safetensors, .pth, .pt, .ckpt, "
-                    ".onnx, .plan or .pt2)")
+        return MODEL_FORMATS["generator"]
+    suffix = p.suffix.lower()
+    for fmt in MODEL_FORMATS.values():
+        if suffix in fmt.suffixes and (fmt.claims is None or fmt.claims(p)):
+            return fmt
+    raise UserError(f"{path}: unknown model type (expected {_suffix_list()})")
+
+
+def _suffix_list() -> str:
+    every = list(dict.fromkeys(s for f in MODEL_FORMATS.values() for s in f.suffixes))
+    return ", ".join(every[:-1]) + " or " + every[-1]
 
 
 def _is_generator_file(path: Path) -> bool:
@@ -317,19 +317,7 @@ def describe(spec: str | Path, scale: int | None = None) -> ModelInfo:
     path = resolve_model(spec)
     if not path.is_file():
         raise UserError(f"{path}: no such model file")
-    kind = model_format(path)
-    if kind == "generator":
-        info = _describe_generator(path)
-    elif kind == "checkpoint":
-        from .foreign import describe_checkpoint
-
-        info = ModelInfo(**describe_checkpoint(path)).validate(path)  # type: ignore[arg-type]
-    elif kind == "onnx":
-        info = _describe_onnx(path, scale)
-    elif kind == "aoti":
-        info = _describe_aoti(path)
-    else:
-        info = _describe_engine(path)
+    info = format_of(path).describe(path, scale)
     if scale is not None and scale != info.scale:
         raise UserError(f"{path}: model is x{info.scale}, --scale is {scale}")
     return replace(info, path=str(path))
@@ -338,7 +326,7 @@ def describe(spec: str | Path, scale: int | None = None) -> ModelInfo:
 _DTYPE_PRECISION = {"F32": "fp32", "F16": "fp16", "BF16": "bf16", "F64": "fp64"}
 
 
-def _describe_generator(path: Path) -> ModelInfo:
+def _describe_generator(path: Path, scale: int | None = None) -> ModelInfo:
     meta = read_generator_metadata(path)
     cfg = generator_config(path, meta)
     header = read_safetensors_header(path)
@@ -425,7 +413,13 @@ def onnx_body_precision(model) -> str:
     return "fp16" if counts["fp16"] > counts["fp32"] else "fp32"
 
 
-def _describe_engine(path: Path) -> ModelInfo:
+def _describe_checkpoint(path: Path, scale: int | None = None) -> ModelInfo:
+    from .foreign import describe_checkpoint
+
+    return ModelInfo(**describe_checkpoint(path)).validate(path)  # type: ignore[arg-type]
+
+
+def _describe_engine(path: Path, scale: int | None = None) -> ModelInfo:
     m = read_manifest(path)
     prof = m.profile
     static = ""
@@ -441,7 +435,7 @@ def _describe_engine(path: Path) -> ModelInfo:
                    extra=extra).validate(path)
 
 
-def _describe_aoti(path: Path) -> ModelInfo:
+def _describe_aoti(path: Path, scale: int | None = None) -> ModelInfo:
     """An AOTInductor package's description, from the metadata ``srexport aoti`` stored in it
     (a JSON member of the zip archive; read without torch and without loading its code)."""
     import json
@@ -484,10 +478,45 @@ def resolve_weights(spec: str | Path) -> Path:
     """Like :func:`resolve_model`, for commands that need PyTorch weights (export, evaluation,
     benchmarks): a generator file or another project's checkpoint."""
     path = resolve_model(spec)
-    kind = model_format(path)
-    if kind not in TORCH_FORMATS:
-        what = {"onnx": "an ONNX file", "tensorrt": "a TensorRT plan"}[kind]
-        raise UserError(f"{spec}: {what}; this needs PyTorch weights (a generator .safetensors, "
-                        "a run folder, a bundled name, or a .pth/.pt/.ckpt/.safetensors "
-                        "checkpoint)")
+    fmt = format_of(path)
+    if not fmt.torch_weights:
+        made = f" made by '{fmt.made_by}'" if fmt.made_by else ""
+        raise UserError(f"{spec}: {fmt.noun}{made}; this needs PyTorch weights (a generator "
+                        ".safetensors, a run folder, a bundled name, or a .pth/.pt/.ckpt/"
+                        ".safetensors checkpoint)")
     return path
+
+
+# --- the format table ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelFormat:
+    """One kind of model file. ``claims`` tells two formats with the same suffix apart (it
+    reads the header); ``describe(path, scale)`` reads the file into a :class:`ModelInfo`;
+    ``torch_weights``: PyTorch runs it (and export reads it)."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    noun: str
+    describe: Callable[[Path, int | None], ModelInfo]
+    torch_weights: bool = False
+    made_by: str = ""
+    claims: Callable[[Path], bool] | None = None
+
+
+# Order matters where suffixes are shared: the first row that claims a file wins. A new format
+# is a reader above and one row here; ``describe``, detection and every error message follow.
+MODEL_FORMATS: dict[str, ModelFormat] = {f.name: f for f in (
+    ModelFormat("generator", (".safetensors",), "a generator of this toolkit",
+                _describe_generator, torch_weights=True, made_by="srtrain fit",
+                claims=_is_generator_file),
+    ModelFormat("checkpoint", FOREIGN_SUFFIXES, "another project's checkpoint",
+                _describe_checkpoint, torch_weights=True),
+    ModelFormat("onnx", (".onnx",), "an ONNX file", _describe_onnx, made_by="srexport onnx"),
+    ModelFormat("tensorrt", ENGINE_SUFFIXES, "a TensorRT plan", _describe_engine,
+                made_by="srexport trt"),
+    ModelFormat("aoti", (AOTI_SUFFIX,), "an AOTInductor package", _describe_aoti,
+                made_by="srexport aoti"),
+)}
+FORMATS = tuple(MODEL_FORMATS)
+TORCH_FORMATS = tuple(n for n, f in MODEL_FORMATS.items() if f.torch_weights)
