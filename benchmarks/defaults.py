@@ -44,7 +44,7 @@ def _run(cmd: list[str]) -> tuple[float, float]:
     (``python -m MODULE ...`` or ``python -c CODE ...``)."""
     with tempfile.TemporaryDirectory() as tmp:
         peak_file = Path(tmp) / "peak"
-        wrapped = [cmd[0], "-m", "srgan_runtime.memory", "--report-peak", str(peak_file),
+        wrapped = [cmd[0], str(Path(__file__).with_name("report_peak.py")), str(peak_file),
                    *(cmd[2:] if cmd[1] == "-m" else cmd[1:])]
         t = time.perf_counter()
         r = subprocess.run(wrapped, capture_output=True, text=True)

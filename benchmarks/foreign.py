@@ -104,8 +104,8 @@ def _works(case, folder: Path, image: np.ndarray) -> dict:
 def _speed(arch: str, tile: int, rounds: int, folder: Path) -> dict:
     import torch
 
+    from srgan_export.bench import counted_macs_per_lr_pixel
     from srgan_runtime.backends import open_backend
-    from srgan_runtime.bench import counted_macs_per_lr_pixel
 
     label, build = _published(arch)
     path = folder / f"{arch}-published.pth"

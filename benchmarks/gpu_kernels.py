@@ -138,7 +138,7 @@ def _open(path: str, model: Path, device: str, tile: int, batch: int, tmp: Path)
 def run(args) -> dict:
     import torch
 
-    from srgan_runtime.bench import counted_macs_per_lr_pixel, measure_limits
+    from srgan_export.bench import counted_macs_per_lr_pixel, measure_limits
     from srgan_runtime.core.errors import first_line
     from srgan_runtime.core.machine import machine_info
     from srgan_runtime.core.metrics import psnr

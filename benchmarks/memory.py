@@ -30,7 +30,7 @@ def _srrun(args: list[str]) -> tuple[float, float, str]:
     process, and its stderr."""
     with tempfile.TemporaryDirectory() as tmp:
         peak_file = Path(tmp) / "peak"
-        cmd = [sys.executable, "-m", "srgan_runtime.memory", "--report-peak", str(peak_file),
+        cmd = [sys.executable, str(Path(__file__).with_name("report_peak.py")), str(peak_file),
                "srgan_runtime.cli", "upscale", *args, "--no-progress"]
         t = time.perf_counter()
         r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

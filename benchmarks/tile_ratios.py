@@ -42,9 +42,9 @@ def main() -> None:
     import torch
 
     from srgan_export import OnnxExportOptions, export_onnx
+    from srgan_export.bench import measure_limits
     from srgan_export.parity import Gate, compare_outputs
     from srgan_runtime.backends import open_backend
-    from srgan_runtime.bench import measure_limits
     from srgan_runtime.core.generator import macs_per_lr_pixel
     from srgan_runtime.core.machine import machine_info
     from srgan_train.archs import build_generator

@@ -413,3 +413,12 @@ def verify_file(onnx_path: Path, generator_path: Path, scale: int | None = None,
         raise UserError(f"{onnx_path}: model is x{info.scale}, {generator_path} is "
                         f"x{source.scale}")
     return verify_onnx(Path(onnx_path), load_source(Path(generator_path)), info, data_dir)
+
+
+def convert_for_runtime(source: Path, dest: Path) -> ModelInfo:
+    """The runtime's ONNX converter (entry point ``srgan_toolkit.converters: onnx``): an fp32
+    dynamic-shape export, verified, written over ``dest``. No radius measurement here: the
+    runtime measures it when an image first needs tiles (cached under the source's hash,
+    which the export records)."""
+    return export_onnx(source, dest, OnnxExportOptions(overwrite=True,
+                                                       measure_radius=False)).info

@@ -12,7 +12,7 @@ from srgan_runtime.core.cli import FiniteFloat, toolkit_group
 from srgan_runtime.core.errors import UserError
 from srgan_runtime.core.imageio import FORMATS
 
-from .backends.support import BACKENDS, PRECISIONS, support_summary
+from .backends.support import PRECISIONS, backend_names, support_summary
 from .upscaler import DEFAULT_MAX_OUTPUT_PIXELS
 
 log = logging.getLogger("srgan_runtime")
@@ -34,7 +34,7 @@ def cli() -> None:
               help="Generator file / run folder, .onnx, .plan, another project's checkpoint "
                    "(.pth/.pt/.ckpt/.safetensors, read by spandrel), or a bundled model name "
                    "(srrun models) [default: the bundled default].")
-@click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default="auto",
+@click.option("--backend", type=click.Choice(["auto", *backend_names()]), default="auto",
               show_default=True, help="See the table below.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda")
 @click.option("--precision", type=click.Choice(["auto", *PRECISIONS]), default="auto",
@@ -227,7 +227,7 @@ def models(model: str | None, as_json: bool) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--model", "--engine", "models", multiple=True,
               help="A model to offer (repeatable) [default: every bundled model].")
-@click.option("--backend", type=click.Choice(["auto", *BACKENDS]), default="auto",
+@click.option("--backend", type=click.Choice(["auto", *backend_names()]), default="auto",
               show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda")
 @click.option("--precision", type=click.Choice(["auto", *PRECISIONS]), default="auto",

@@ -189,33 +189,11 @@ def tile_budget(fixed_cost: float, budget: float) -> float:
     return SAFETY * (budget - fixed_cost - ENCODE_ALLOWANCE)
 
 
-def _report_peak(path: str) -> None:
-    peak = peak_rss()
-    Path(path).write_text(str(peak if peak is not None else -1))
-
-
 def _main() -> None:
     """``python -m srgan_runtime.memory MODEL BACKEND PRECISION SCALE``: print the footprint as
-    JSON (null where it cannot be measured).
-
-    ``python -m srgan_runtime.memory --report-peak FILE MODULE|-c CODE ARGS...``: run
-    ``MODULE`` as ``__main__`` (or ``CODE``) and write this process's peak resident bytes to
-    FILE at exit. (A parent's ``wait4`` cannot give that: Linux carries the spawning
-    process's peak across exec.)"""
+    JSON (null where it cannot be measured)."""
     import sys
 
-    if sys.argv[1] == "--report-peak":
-        import atexit
-        import runpy
-
-        atexit.register(_report_peak, sys.argv[2])
-        if sys.argv[3] == "-c":
-            code, sys.argv = sys.argv[4], ["-c", *sys.argv[5:]]
-            exec(compile(code, "<string>", "exec"), {"__name__": "__main__"})
-            return
-        sys.argv = [sys.argv[3], *sys.argv[4:]]
-        runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
-        return
     from .backends import open_backend
 
     model, name, precision, scale = sys.argv[1:5]

@@ -2,13 +2,18 @@
 ``srexport onnx`` does) into the user cache, under a key of the file's hash, the export settings
 and the toolkit version (as vs-mlrt caches built engines), so that OpenVINO can run it.
 
-The one place the runtime asks the export stage for a file; it needs torch, which running a
-generator file needs anyway. Writes are atomic, so concurrent runs at worst export twice.
+The runtime never imports the export stage: the converter is found through the
+``srgan_toolkit.converters`` entry point ``onnx`` that this distribution declares (a function
+``(source, destination) -> ModelInfo``), so a runtime-only install simply has none. Writes are
+atomic, so concurrent runs at worst export twice.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+from collections.abc import Callable
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from .core import __version__
@@ -19,6 +24,22 @@ from .core.modelinfo import ModelInfo, describe
 log = logging.getLogger(__name__)
 
 EXPORT_SETTINGS = "fp32-opset18-dynamic"
+ENTRY_POINT_GROUP = "srgan_toolkit.converters"
+# What the export stage needs to run at all (checked without importing it).
+_CONVERTER_NEEDS = ("torch", "onnxscript")
+
+
+def _converter() -> Callable[[Path, Path], ModelInfo] | None:
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == "onnx"]
+    return found[0].load() if found else None
+
+
+def converter_available() -> bool:
+    """Whether a generator can be exported here: the converter is declared and what it
+    needs is installed."""
+    if any(importlib.util.find_spec(m) is None for m in _CONVERTER_NEEDS):
+        return False
+    return bool([ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == "onnx"])
 
 
 def cache_path(sha256: str) -> Path:
@@ -37,11 +58,10 @@ def cached_onnx(info: ModelInfo) -> ModelInfo:
                 return found
         except UserError:
             pass  # a damaged entry is replaced below
-    from srgan_export import OnnxExportOptions, export_onnx
-
+    convert = _converter()
+    if convert is None:
+        raise UserError(f"{info.path}: no ONNX converter is installed (the srgan-toolkit "
+                        "distribution declares one; reinstall it)")
     log.info("exporting %s to ONNX once for OpenVINO (cached in %s; --no-cache runs PyTorch)",
              Path(info.path).name, path.parent)
-    # No radius measurement here: the runtime measures it when an image first needs tiles
-    # (cached under this generator's hash, which the export records as its source).
-    return export_onnx(Path(info.path), path,
-                       OnnxExportOptions(overwrite=True, measure_radius=False)).info
+    return convert(Path(info.path), path)

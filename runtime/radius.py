@@ -34,10 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends.base import Backend
+from .backends.base import Backend, is_oom
 from .core.errors import UserError
 from .core.files import atomic_write, file_sha256, user_cache_dir
+from .core.imageio import to_nchw
 from .core.metrics import psnr
+from .tiling import aligned_tile
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +100,8 @@ class RadiusMeasurement:
 def _tile_side(overlap: int, multiple: int) -> int:
     """The side of a probe tile with ``overlap`` context and a ``CORE`` core, on the window
     grid of a window-attention model (as the runtime's tiles are)."""
-    from .upscaler import _aligned_tile
-
     side = 2 * overlap + CORE
-    return _aligned_tile(side, overlap, multiple) if multiple > 1 else side
+    return aligned_tile(side, overlap, multiple) if multiple > 1 else side
 
 
 def probe_images(limit: int, multiple: int = 1) -> list[np.ndarray]:
@@ -198,12 +198,9 @@ def measure_effective_radius(backend: Backend, limit: int | None = None,
 
 def _measure(backend: Backend, limit: int | None, images: list[np.ndarray],
              candidates: list[int], result: RadiusMeasurement, clock: _Clock) -> None:
-    from .upscaler import Upscaler
-
-    whole_up = Upscaler(backend=backend, tile=0, overlap=0)
     small = images[0][:64, :64]
-    clock.run(lambda: whole_up.upscale(small), small.shape[0] * small.shape[1], "timing")
-    whole = [clock.run(lambda im=im: whole_up.upscale(im), im.shape[0] * im.shape[1],
+    clock.run(lambda: _run_tiles(backend, [small]), small.shape[0] * small.shape[1], "timing")
+    whole = [clock.run(lambda im=im: _run_tiles(backend, [im])[0], im.shape[0] * im.shape[1],
                        "whole images") for im in images]
     if limit is None:
         px = 2 * images[0].shape[0] * images[0].shape[1]
@@ -265,21 +262,18 @@ def _probe_tiles(images: list[np.ndarray], overlap: int, multiple: int
 
 
 def _run_tiles(backend: Backend, crops: list[np.ndarray]) -> list[np.ndarray]:
-    """The crops through the backend in one batched call, as the runtime runs tiles."""
-    from .upscaler import Upscaler
-
-    up = Upscaler(backend=backend, tile=0, overlap=0, batch=len(crops))
-    got = {key: out for key, out, _ in up.upscale_many(
-        [(k, _picture(c)) for k, c in enumerate(crops)])}
-    if any(out is None for out in got.values()):
+    """Same-sized RGB crops through the backend in one batched call, as the runtime runs
+    tiles (halved where it runs out of memory); NaN/Inf output is refused."""
+    try:
+        out = backend.run(np.concatenate([to_nchw(np.ascontiguousarray(c)) for c in crops]), 8)
+    except Exception as exc:
+        if not is_oom(exc) or len(crops) == 1:
+            raise
+        half = len(crops) // 2
+        return _run_tiles(backend, crops[:half]) + _run_tiles(backend, crops[half:])
+    if not out.finite.all():
         raise UserError("the model's output holds NaN/Inf on the probe images")
-    return [got[k].to_array() for k in range(len(crops))]
-
-
-def _picture(arr: np.ndarray):
-    from .core.imageio import Picture
-
-    return Picture.from_array(np.ascontiguousarray(arr))
+    return list(out.pixels)
 
 
 def _worst(outs: list[np.ndarray], whole: list[np.ndarray], where: list[tuple[int, int, int]],

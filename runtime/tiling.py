@@ -110,3 +110,12 @@ def seam_score(tiled: np.ndarray, whole: np.ndarray, tiles: list[Tile], scale: i
     if off.size == 0 or off.mean() == 0:
         return float("inf")
     return float(at.mean() / off.mean())
+
+
+def aligned_tile(tile: int, overlap: int, multiple: int) -> int:
+    """``tile`` rounded down to a multiple of the window, keeping a core of a window or
+    more (0, the whole image, stays 0)."""
+    if not tile:
+        return 0
+    need = -(-(2 * overlap + multiple) // multiple) * multiple
+    return max(tile // multiple * multiple, need)

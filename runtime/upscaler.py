@@ -18,9 +18,10 @@ from PIL import Image
 from srgan_runtime.core.errors import UserError
 
 from .backends import Backend, open_backend
+from .backends.base import is_oom
 from .core.fitting import pad_to
 from .core.imageio import Picture, to_nchw
-from .tiling import Tile, extract, paste, plan_tiles
+from .tiling import Tile, aligned_tile, extract, paste, plan_tiles
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +61,6 @@ class _Job:
     pending: int
     stats: UpscaleStats
     on_tile: Callable[[Any, int, int], None] | None = None  # (key, tiles done, tiles in all)
-
-
-def _is_oom(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "out of memory" in text or type(exc).__name__ == "OutOfMemoryError"
 
 
 class Upscaler:
@@ -435,7 +431,7 @@ class Upscaler:
             tiles = plan_tiles(h, w, 0, 0)
         else:
             if m > 1:
-                tile = _aligned_tile(tile, self.overlap, m)
+                tile = aligned_tile(tile, self.overlap, m)
             tiles = plan_tiles(h, w, tile, self.overlap, even=fixed is None, align=m)
         s = self.scale
         canvases = [np.empty((h * s, w * s, 3), dtype=pic.colour.dtype) for _ in planes]
@@ -478,7 +474,7 @@ class Upscaler:
         try:
             out = self.backend.run(self._inputs(group), bits)
         except Exception as exc:
-            if not _is_oom(exc):
+            if not is_oom(exc):
                 raise
             self._release_cuda()
             if len(group) > 1:  # halve the batch first, then the tile
@@ -579,15 +575,6 @@ class Upscaler:
         if (ow, oh) != (w, h):
             out = _resize_picture(out, ow, oh)
         return out
-
-
-def _aligned_tile(tile: int, overlap: int, multiple: int) -> int:
-    """``tile`` rounded down to a multiple of the window, keeping a core of a window or
-    more (0, the whole image, stays 0)."""
-    if not tile:
-        return 0
-    need = -(-(2 * overlap + multiple) // multiple) * multiple
-    return max(tile // multiple * multiple, need)
 
 
 def _drop_failed(queue: list) -> list:

@@ -1,6 +1,9 @@
-"""The package layering, read from the source: the torch-free base imports nothing above it,
-and the runtime and export import the training package only where they need the model's torch
-definition or training code (each place named here, with why)."""
+"""The package layering, read from the source (function-level imports included): four layers,
+each importing only itself and what lies below; no import cycle between first-party modules;
+the torch-free base imports nothing above it; the runtime and export import the training
+package only where they need the model's torch definition (each place named here, with why);
+the runtime never imports the export stage (it reaches the ONNX converter through an entry
+point)."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ ALLOWED_TRAINING_IMPORTS = {
     # The PyTorch backend builds the generator from its torch definition.
     "srgan_runtime.backends.pytorch": {"srgan_train.archs", "srgan_train.checkpoint"},
     # srbench scores every backend with the training package's evaluation protocol.
-    "srgan_runtime.bench": {"srgan_train.evaluate"},
+    "srgan_export.bench": {"srgan_train.evaluate"},
     # Export traces the torch model; parity compares against it.
     "srgan_export.onnx_export": {"srgan_train.archs", "srgan_train.checkpoint"},
     "srgan_export.trt_engine": {"srgan_train.checkpoint"},
@@ -33,6 +36,16 @@ def _modules() -> dict[str, Path]:
             parts = [p for p in rel.parts if p != "__init__"]
             out[".".join([pkg, *parts])] = path
     return out
+
+
+# Bottom to top. A module may import its own layer and the layers below it.
+LAYERS = ("srgan_runtime.core", "srgan_train", "srgan_runtime", "srgan_export")
+
+
+def layer_of(module: str) -> int:
+    """Index in LAYERS of the most specific layer that holds ``module``."""
+    best = max((p for p in LAYERS if module == p or module.startswith(p + ".")), key=len)
+    return LAYERS.index(best)
 
 
 def _imports(name: str, path: Path) -> set[str]:
@@ -55,6 +68,89 @@ def _imports(name: str, path: Path) -> set[str]:
 
 
 MODULES = _modules()
+
+
+def _resolve(mod: str) -> str | None:
+    """The first-party module an imported name lives in (``pkg.module.function`` -> its
+    module), or None for a third-party name."""
+    while mod and mod not in MODULES:
+        mod = mod.rpartition(".")[0]
+    return mod or None
+
+
+def module_graph() -> dict[str, set[str]]:
+    """First-party module -> first-party modules it imports (at any depth in the file)."""
+    graph = {}
+    for name, path in MODULES.items():
+        found = {_resolve(m) for m in _imports(name, path)}
+        graph[name] = {m for m in found if m and m != name}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_no_first_party_import_cycle() -> None:
+    assert import_cycles(module_graph()) == []
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    """The check above cannot pass vacuously."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert import_cycles(graph) == [["a", "b", "c"]]
+
+
+def test_every_import_points_down_or_sideways() -> None:
+    up = sorted(f"{a} -> {b}" for a, targets in module_graph().items() for b in targets
+                if layer_of(b) > layer_of(a))
+    assert up == []
+
+
+def test_runtime_never_imports_export() -> None:
+    edges = sorted(f"{a} -> {b}" for a, targets in module_graph().items() for b in targets
+                   if a.startswith("srgan_runtime") and b.startswith("srgan_export"))
+    assert edges == []
+
+
+def test_the_runtime_finds_the_onnx_converter_through_its_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    from srgan_runtime.onnx_cache import ENTRY_POINT_GROUP
+
+    (ep,) = [e for e in entry_points(group=ENTRY_POINT_GROUP) if e.name == "onnx"]
+    assert ep.value == "srgan_export.onnx_export:convert_for_runtime"
 
 
 def _top(mod: str) -> str:
@@ -80,15 +176,6 @@ def test_runtime_and_export_use_training_only_for_model_code(name: str) -> None:
     modules = {m for m in used if m in MODULES}  # drop "package.function" spellings
     allowed = ALLOWED_TRAINING_IMPORTS.get(name, set())
     assert modules <= allowed, f"{name} imports {sorted(modules - allowed)} from training"
-
-
-@pytest.mark.parametrize("name", sorted(m for m in MODULES if m.startswith("srgan_runtime")))
-def test_runtime_never_imports_export_except_srbench(name: str) -> None:
-    used = {m for m in _imports(name, MODULES[name]) if _top(m) == "srgan_export"}
-    # srbench exports the model it times; --backend auto exports a generator once for OpenVINO.
-    if name in ("srgan_runtime.bench", "srgan_runtime.onnx_cache"):
-        return
-    assert not used, f"{name} imports {sorted(used)}"
 
 
 def test_torch_is_imported_lazily_outside_training() -> None:

@@ -24,6 +24,10 @@ from srgan_runtime.memory import (
     reset_peak_rss,
 )
 
+# Test plumbing kept out of the runtime: runs a module and writes its own peak RSS at exit.
+REPORT_PEAK = Path(__file__).resolve().parents[1] / "benchmarks" / "report_peak.py"
+
+
 linux_only = pytest.mark.skipif(not Path("/proc/self/clear_refs").exists() or
                                 not reset_peak_rss(),
                                 reason="peak RSS cannot be reset here (Linux clear_refs)")
@@ -106,8 +110,8 @@ def test_srrun_stays_under_an_explicit_max_memory(tmp_path: Path) -> None:
     src = tmp_path / "in.png"
     Image.fromarray(texture(np.random.default_rng(0), 640, 640)).save(src)
     peak_file = tmp_path / "peak"
-    r = subprocess.run([sys.executable, "-m", "srgan_runtime.memory", "--report-peak",
-                        str(peak_file), "srgan_runtime.cli", "upscale", str(src), "-o",
+    r = subprocess.run([sys.executable, str(REPORT_PEAK), str(peak_file),
+                        "srgan_runtime.cli", "upscale", str(src), "-o",
                         str(tmp_path / "out.png"), "--model", "fast", "--max-memory", "450M",
                         "--no-progress"], capture_output=True, text=True, timeout=600)
     err = r.stderr

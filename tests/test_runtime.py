@@ -300,8 +300,9 @@ def test_open_backend_refuses_what_the_support_table_refuses(
 
 
 def test_support_table_is_complete_and_explained() -> None:
-    from srgan_runtime.backends.support import BACKENDS as NAMES
-    from srgan_runtime.backends.support import support_summary
+    from srgan_runtime.backends.support import backend_names, support_summary
+
+    NAMES = backend_names()
 
     rows = support_table()
     assert len(rows) == 5 * 2 * 4 * 6

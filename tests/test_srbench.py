@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from conftest import data_root
 
-from srgan_runtime.bench import bench_cmd
+from srgan_export.bench import bench_cmd
 
 KEYS = {"backend", "precision", "status", "reason", "tile", "batch", "size_mb", "psnr", "ssim",
         "parity_db", "ms_per_tile", "mp_per_s", "gflops", "pct_of_peak", "peak_mem_mb"}
@@ -54,7 +54,7 @@ def test_table_json_and_gate(generator_file: Path, tmp_path: Path) -> None:
 
 
 def test_precisions_filter_plans_only_those_rows() -> None:
-    from srgan_runtime.bench import plan_rows
+    from srgan_export.bench import plan_rows
 
     rows = plan_rows("cpu", None, {"int8"})
     assert {(r.backend, r.precision) for r in rows} == {("onnxruntime", "int8"),
@@ -65,7 +65,7 @@ def test_peak_is_the_best_rate_seen_and_loaded_rows_are_flagged() -> None:
     """The peak measured at the start under load (a tenth of the real rate: 7005 % of peak
     was printed once) is replaced by the best rate the probes between rows see; a row whose
     probe ran slow is flagged, not silently reported."""
-    from srgan_runtime.bench import PeakTracker, Row, settle_peaks
+    from srgan_export.bench import PeakTracker, Row, settle_peaks
 
     peaks = PeakTracker()
     peaks.observe("fp32", 40.0)  # the start: another job had the cores

@@ -11,29 +11,31 @@ from pathlib import Path
 
 from ..core.errors import UserError
 from ..core.modelinfo import ModelInfo, describe, onnx_variant
+from ..onnx_cache import cached_onnx, converter_available
 from .base import Backend, Output, quantize
-from .support import BACKENDS, INT8_HOW, PRECISIONS, model_kind, support_problem
+from .registry import backend_names, backend_spec, backend_specs, register_backend
+from .spec import INT8_HOW, TORCH_HINT, BackendSpec, OpenOptions
+from .support import PRECISIONS, model_kind, support_problem
 
-__all__ = ["BACKENDS", "PRECISIONS", "Backend", "Output", "available_backends", "open_backend",
-           "quantize"]
+__all__ = ["PRECISIONS", "Backend", "BackendSpec", "OpenOptions", "Output",
+           "available_backends", "backend_names", "open_backend", "quantize",
+           "register_backend"]
 
 log = logging.getLogger(__name__)
 
-_MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino",
-            "tensorrt": "tensorrt", "aoti": "torch"}
-TORCH_HINT = ("torch is not installed: pip install 'srgan-toolkit[torch]' to run generator "
-              "files, or use an ONNX file ('srexport onnx')")
-
 
 def installed(name: str) -> bool:
-    """Whether a backend's library (or another module) is importable here (not whether a GPU
-    exists)."""
-    return importlib.util.find_spec(_MODULES.get(name, name)) is not None
+    """Whether a backend's library (or, for a name that is no backend, that module) is
+    importable here (not whether a GPU exists)."""
+    specs = backend_specs()
+    if name in specs:
+        return specs[name].installed()
+    return importlib.util.find_spec(name) is not None
 
 
 def available_backends() -> list[str]:
     """Backends whose libraries are importable here."""
-    return [b for b in BACKENDS if installed(b)]
+    return [name for name, spec in backend_specs().items() if spec.installed()]
 
 
 def _default_device(info: ModelInfo) -> str:
@@ -53,16 +55,26 @@ def _default_device(info: ModelInfo) -> str:
 
 
 def _choose_backend(info: ModelInfo, device: str) -> str:
-    """``auto``: PyTorch for a generator file; for an ONNX file OpenVINO on the CPU where
-    installed (measured faster than ONNX Runtime on the CPU, engines.md 0b), else ONNX Runtime;
-    TensorRT for a plan."""
-    if info.torch_weights:
-        return "torch"
-    if info.format in ("tensorrt", "aoti"):
-        return info.format
-    if device == "cpu" and installed("openvino") and model_kind(info) in ("onnx", "onnx-int8"):
-        return "openvino"  # INT8 too: 233 vs 459 ms per 128-pixel tile here (benchmarks/int8.py)
-    return "onnxruntime"
+    """``auto``: of the backends that run this file, the best-ranked installed one that runs
+    it on ``device`` in the file's precision (PyTorch for a generator; OpenVINO, then ONNX
+    Runtime, for an ONNX file on the CPU); where none is installed, the best-ranked one, whose
+    open says what to install."""
+    kind = model_kind(info)
+    stored = kind[5:] if kind.startswith("onnx-") else "fp32"
+    ranked = sorted((s for s in backend_specs().values() if s.runs == _runs(info)),
+                    key=lambda s: s.auto_rank)
+    if not ranked:
+        raise UserError(f"{info.path}: no backend here runs {info.format} files")
+    fits = [s for s in ranked if support_problem(s.name, device, stored, kind) is None]
+    for spec in fits or ranked:
+        if spec.installed():
+            return spec.name
+    return (fits or ranked)[0].name
+
+
+def _runs(info: ModelInfo) -> str:
+    """The format a backend must run for this model (checkpoints run where generators do)."""
+    return "generator" if info.torch_weights else info.format
 
 
 def _onnx_instead(info: ModelInfo, backend: str, precision: str) -> ModelInfo:
@@ -70,13 +82,14 @@ def _onnx_instead(info: ModelInfo, backend: str, precision: str) -> ModelInfo:
     shipped beside it; in int8, its quantized copy."""
     if info.format != "generator":
         return info
-    if precision == "int8" and backend in ("auto", "onnxruntime", "openvino"):
+    runs_onnx = backend != "auto" and backend_spec(backend).runs == "onnx"
+    if precision == "int8" and (backend == "auto" or runs_onnx):
         variant = onnx_variant(Path(info.path), "int8")
         if variant is not None:
             log.info("running the bundled model's INT8 copy %s", variant.name)
             return describe(variant)
         return info  # the support table says what to do
-    wants_onnx = backend in ("onnxruntime", "openvino")
+    wants_onnx = runs_onnx
     if not wants_onnx and not (backend == "auto" and not installed("torch")):
         return info
     variant = onnx_variant(Path(info.path))
@@ -114,10 +127,8 @@ def _generator_on_openvino(info: ModelInfo, cache: bool) -> ModelInfo | None:
     variant = onnx_variant(Path(info.path))
     if variant is not None:
         return describe(variant)
-    if not cache or not installed("torch") or not installed("onnxscript"):
+    if not cache or not converter_available():
         return None
-    from ..onnx_cache import cached_onnx
-
     try:
         return cached_onnx(info)
     except UserError as exc:  # e.g. the export failed its parity gate
@@ -139,8 +150,8 @@ def open_backend(engine: str | Path, backend: str = "auto", device: str = "auto"
     :func:`~srgan_runtime.backends.onnxrt.gpu_providers`."""
     if precision != "auto" and precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r} (auto, {', '.join(PRECISIONS)})")
-    if backend != "auto" and backend not in BACKENDS:
-        raise UserError(f"unknown backend {backend!r} (auto, {', '.join(BACKENDS)})")
+    if backend != "auto":
+        backend_spec(backend)  # an unknown name is refused before the model is read
     if compile and backend not in ("auto", "torch"):
         raise UserError(f"--compile is torch.compile: it applies to --backend torch, not {backend}")
     info = _onnx_instead(describe(engine, scale), backend, precision)
@@ -177,7 +188,8 @@ def open_backend(engine: str | Path, backend: str = "auto", device: str = "auto"
     problem = support_problem(backend, device, precision, kind) or _arch_problem(info, precision)
     if problem:
         raise UserError(f"{info.path}: {problem}")
-    opened = _construct(info, backend, device, precision, threads, compile, tile_hint)
+    opened = backend_spec(backend).open_checked(
+        info, OpenOptions(device, precision, threads, compile, tile_hint))
     opened.choice = choice
     return opened
 
@@ -188,32 +200,3 @@ def _arch_problem(info: ModelInfo, precision: str) -> str | None:
         return (f"{info.arch} does not compute correctly in {precision} (spandrel marks it "
                 f"unsupported): use {' or '.join(info.precisions)}")
     return None
-
-
-def _construct(info: ModelInfo, backend: str, device: str, precision: str, threads: int,
-               compile: str | None = None,
-               tile_hint: tuple[int | None, int] | None = None) -> Backend:
-    if backend == "torch":
-        if not installed("torch"):
-            raise UserError(TORCH_HINT)
-        from .pytorch import TorchBackend
-
-        return TorchBackend(info, device, precision, threads, compile=compile,
-                            tile_hint=tile_hint)
-    if backend == "onnxruntime":
-        from .onnxrt import OrtBackend
-
-        return OrtBackend(info, device, threads, tile_hint=tile_hint)
-    if backend == "openvino":
-        from .openvino import OpenVinoBackend
-
-        return OpenVinoBackend(info, device, precision, threads)
-    if backend == "aoti":
-        if not installed("torch"):
-            raise UserError(TORCH_HINT)
-        from .aoti import AotiBackend
-
-        return AotiBackend(info, device, precision)
-    from .tensorrt import TrtBackend
-
-    return TrtBackend(info, None if precision == "fp32" else precision)

@@ -13,6 +13,7 @@ import numpy as np
 from ..core.errors import UserError, first_line
 from ..core.modelinfo import ModelInfo
 from .base import Backend, Output
+from .spec import TORCH_HINT, BackendSpec
 
 
 def _minor(version: str) -> str:
@@ -102,3 +103,16 @@ class AotiBackend(Backend):
 
         with self._lock:
             return quantize_torch(self._forward(batch), bits)
+
+
+def _problem(device: str, precision: str, stored: str) -> str | None:
+    if precision == "int8":
+        return "AOTInductor packages are fp32, bf16 or fp16 (as compiled)"
+    if device == "cpu" and precision == "fp16":
+        return "PyTorch has no fast fp16 on the CPU: compile a bf16 (or fp32) package"
+    return None
+
+
+SPEC = BackendSpec("aoti", runs="aoti", library="torch", missing=TORCH_HINT,
+                   how="compile one with 'srexport aoti'", problem=_problem,
+                   open=lambda info, o: AotiBackend(info, o.device, o.precision))

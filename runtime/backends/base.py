@@ -31,6 +31,12 @@ def quantize(y: np.ndarray, bits: int) -> Output:
     return Output(np.ascontiguousarray(q.transpose(0, 2, 3, 1)), finite)
 
 
+def is_oom(exc: BaseException) -> bool:
+    """Whether a backend's exception means it ran out of memory (any library's spelling)."""
+    text = str(exc).lower()
+    return "out of memory" in text or type(exc).__name__ == "OutOfMemoryError"
+
+
 class Backend:
     """Base class. A backend is opened for one model (its :class:`ModelInfo`), one device and
     one precision; subclasses implement ``_run`` (float NCHW out) or override ``run``."""

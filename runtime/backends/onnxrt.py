@@ -12,6 +12,7 @@ from ..core.errors import UserError, first_line
 from ..core.files import user_cache_dir
 from ..core.modelinfo import ModelInfo
 from .base import Backend
+from .spec import BackendSpec
 
 log = logging.getLogger(__name__)
 
@@ -142,3 +143,24 @@ class OrtBackend(Backend):
         io.bind_output(self.output_name, "cuda", self.device_id)
         self.session.run_with_iobinding(io)
         return io.copy_outputs_to_cpu()[0]
+
+
+def _problem(device: str, precision: str, stored: str) -> str | None:
+    if precision == "bf16":
+        return "ONNX Runtime has no bf16 path here: use openvino or torch for bf16"
+    if precision == "int8" and device != "cpu":
+        return "INT8 files run on --device cpu here (openvino or onnxruntime)"
+    if precision != stored:
+        flag = " --fp16" if precision == "fp16" else ""
+        return (f"ONNX Runtime computes in the file's precision ({stored}): export an "
+                f"{precision} file with 'srexport onnx{flag}'")
+    return None
+
+
+SPEC = BackendSpec("onnxruntime", runs="onnx", library="onnxruntime",
+                   missing="onnxruntime is not installed: pip install 'srgan-toolkit[onnx]' "
+                           "(or [onnx-gpu] for CUDA)",
+                   how="export one with 'srexport onnx'", problem=_problem,
+                   open=lambda info, o: OrtBackend(info, o.device, o.threads,
+                                                   tile_hint=o.tile_hint),
+                   auto_rank=30)

@@ -8,6 +8,7 @@ import numpy as np
 from ..core.errors import UserError, first_line
 from ..core.modelinfo import ModelInfo
 from .base import Backend
+from .spec import BackendSpec
 
 
 class OpenVinoBackend(Backend):
@@ -46,3 +47,20 @@ class OpenVinoBackend(Backend):
         if self.precision in ("fp32", "int8"):  # int8: no float copy of the weights here
             return None
         return OpenVinoBackend(self.info, "cpu", "fp32", self.threads)
+
+
+def _problem(device: str, precision: str, stored: str) -> str | None:
+    if device != "cpu":
+        return "the openvino backend runs on --device cpu here"
+    if precision == "fp16":
+        return "OpenVINO on the CPU computes in fp32 or bf16: use --precision bf16"
+    return None
+
+
+# Ranked before ONNX Runtime: faster on the CPU (engines.md 0b), INT8 too (233 vs 459 ms per
+# 128-pixel tile here, benchmarks/int8.py).
+SPEC = BackendSpec("openvino", runs="onnx", library="openvino",
+                   missing="openvino is not installed: pip install 'srgan-toolkit[openvino]'",
+                   how="export one with 'srexport onnx'", problem=_problem,
+                   open=lambda info, o: OpenVinoBackend(info, o.device, o.precision, o.threads),
+                   auto_rank=20)

@@ -12,6 +12,7 @@ from ..core.errors import UserError
 from ..core.fitting import unfit_output
 from ..core.modelinfo import ModelInfo
 from .base import Backend, Output
+from .spec import INT8_HOW, TORCH_HINT, BackendSpec, OpenOptions
 
 
 def quantize_torch(y, bits: int) -> Output:
@@ -185,3 +186,21 @@ def load_network(info: ModelInfo, device: str = "cpu"):
     from srgan_train.checkpoint import load_generator
 
     return subpixel_tail(load_generator(Path(info.path), device=device).model).eval()
+
+
+def _problem(device: str, precision: str, stored: str) -> str | None:
+    if precision == "int8":
+        return f"PyTorch runs no INT8 here: {INT8_HOW} and run it in openvino or onnxruntime"
+    if device == "cpu" and precision == "fp16":
+        return "PyTorch has no fast fp16 on the CPU: use --precision bf16 (or fp32)"
+    return None
+
+
+def _open(info: ModelInfo, o: OpenOptions) -> TorchBackend:
+    return TorchBackend(info, o.device, o.precision, o.threads, compile=o.compile,
+                        tile_hint=o.tile_hint)
+
+
+SPEC = BackendSpec("torch", runs="generator", library="torch", missing=TORCH_HINT,
+                   how="use the generator (.safetensors) file or checkpoint",
+                   problem=_problem, open=_open, auto_rank=10)

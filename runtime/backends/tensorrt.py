@@ -16,6 +16,7 @@ from ..core.errors import UserError
 from ..core.manifest import Manifest, read_manifest
 from ..core.modelinfo import ModelInfo
 from .base import Backend, Output
+from .spec import BackendSpec
 
 INSTALL_HINT = "pip install 'srgan-toolkit[tensorrt]' on a machine with an NVIDIA GPU and driver"
 
@@ -305,3 +306,18 @@ class TrtBackend(Backend):
             y = torch.cat([self.runner.run_torch(self.runner.to_device(part))
                            for part in self._chunks(np.ascontiguousarray(fitted, np.float32))])
             return quantize_torch(unfit_output(y, shape, self.scale), bits)
+
+
+def _problem(device: str, precision: str, stored: str) -> str | None:
+    if device != "cuda":
+        return "TensorRT engines run on --device cuda"
+    if precision in ("bf16", "int8"):
+        return "engines are fp32 or fp16 (the precision they were built with)"
+    return None
+
+
+SPEC = BackendSpec("tensorrt", runs="tensorrt", library="tensorrt",
+                   missing=f"TensorRT is not installed ({INSTALL_HINT})",
+                   how="build one with 'srexport trt'", problem=_problem,
+                   open=lambda info, o: TrtBackend(info, None if o.precision == "fp32"
+                                                   else o.precision))

@@ -20,27 +20,27 @@ from pathlib import Path
 import click
 import numpy as np
 
+from srgan_runtime.backends.registry import backend_spec
 from srgan_runtime.core import __version__
 from srgan_runtime.core.cli import FiniteFloat, one_line_errors, setup_logging
 from srgan_runtime.core.errors import UserError, first_line
 from srgan_runtime.core.files import check_output_file
 from srgan_runtime.core.modelinfo import ModelInfo
 
-log = logging.getLogger("srgan_runtime.bench")
+log = logging.getLogger("srgan_export.bench")
 
-# The file each backend is timed on, per precision (the support table's model axis).
-_KIND = {"torch": "generator", "onnxruntime": "onnx", "openvino": "onnx", "tensorrt": "tensorrt",
-         "aoti": "aoti"}
 # Compiled per precision, tile and batch (about 40 s each for the default model on 2 cores):
 # timed only when asked for with --backends.
 OPT_IN = ("aoti",)
 
 
 def _kind(backend: str, precision: str) -> str:
-    """An ONNX backend runs fp16 and int8 from files stored in that precision."""
-    if _KIND[backend] == "onnx" and precision in ("fp16", "int8"):
+    """The file a backend is timed on (the support table's model axis): the format it runs;
+    an ONNX backend runs fp16 and int8 from files stored in that precision."""
+    runs = backend_spec(backend).runs
+    if runs == "onnx" and precision in ("fp16", "int8"):
         return f"onnx-{precision}"
-    return _KIND[backend]
+    return runs
 
 
 @dataclass
@@ -208,11 +208,10 @@ def run_row(row: Row, engine: Path, *, eval_pairs, reference_outputs, device: st
             threads: int, repeats: int, min_seconds: float, macs_per_px: float,
             limits: dict) -> Row:
     from srgan_export.parity import Gate
+    from srgan_runtime.backends import open_backend
     from srgan_runtime.core.metrics import psnr
+    from srgan_runtime.upscaler import Upscaler
     from srgan_train.evaluate import evaluate
-
-    from .backends import open_backend
-    from .upscaler import Upscaler
 
     _reset_peak_rss()
     vram = None
@@ -299,7 +298,7 @@ _COLUMNS = [("backend", "<12"), ("prec", "<5"), ("status", "<12"), ("MB", ">6.2f
 
 
 def format_table(machine: dict, limits: dict, rows: list[Row]) -> str:
-    from .core.table import text_table
+    from srgan_runtime.core.table import text_table
 
     gpu = f", GPU {machine['gpu']}" if "gpu" in machine else ", no GPU"
     first = (f"srbench on {machine['cpu']} ({machine['cores']} cores{gpu}); torch "
@@ -385,12 +384,12 @@ def plan_rows(device: str, wanted: set[str] | None = None,
               precisions: set[str] | None = None) -> list[Row]:
     """One row per backend x precision the support table has for some device; rows this
     device cannot run are kept as skipped, with the table's reason."""
-    from .backends import BACKENDS, PRECISIONS, installed
-    from .backends.support import support_problem
+    from srgan_runtime.backends import PRECISIONS, backend_names, installed
+    from srgan_runtime.backends.support import support_problem
 
     rows = []
-    for backend in BACKENDS:
-        if backend not in (wanted if wanted is not None else set(BACKENDS) - set(OPT_IN)):
+    for backend in backend_names():
+        if backend not in (wanted if wanted is not None else set(backend_names()) - set(OPT_IN)):
             continue
         for precision in PRECISIONS:
             if precisions is not None and precision not in precisions:
@@ -409,9 +408,9 @@ def plan_rows(device: str, wanted: set[str] | None = None,
 
 
 def _prepare(ckpt, data, tile, batch, backends, device, threads, precisions=None) -> _Plan:
-    from .backends import BACKENDS, installed
-    from .core.modelinfo import default_model, describe, resolve_weights
-    from .upscaler import check_settings
+    from srgan_runtime.backends import backend_names, installed
+    from srgan_runtime.core.modelinfo import default_model, describe, resolve_weights
+    from srgan_runtime.upscaler import check_settings
 
     if tile < 8 or batch < 1:
         raise UserError("--tile must be >= 8 and --batch >= 1")
@@ -428,11 +427,12 @@ def _prepare(ckpt, data, tile, batch, backends, device, threads, precisions=None
     if threads:
         torch.set_num_threads(threads)
     wanted = None if backends is None else {b.strip() for b in backends.split(",")}
-    unknown = (wanted or set()) - set(BACKENDS)
+    unknown = (wanted or set()) - set(backend_names())
     if unknown:
-        raise UserError(f"unknown backends {sorted(unknown)} (choose from {', '.join(BACKENDS)})")
+        raise UserError(f"unknown backends {sorted(unknown)} (choose from "
+                        f"{', '.join(backend_names())})")
     pairs, source = _eval_set(data, info.scale)
-    from .backends import PRECISIONS
+    from srgan_runtime.backends import PRECISIONS
 
     chosen = None if precisions is None else {p.strip() for p in precisions.split(",")}
     if chosen is not None and chosen - set(PRECISIONS):
@@ -487,8 +487,8 @@ class _Exports:
 
 def _run_rows(plan: _Plan, threads, repeats, min_seconds, limits,
               peaks: PeakTracker | None = None) -> None:
-    from .backends import open_backend
-    from .upscaler import Upscaler
+    from srgan_runtime.backends import open_backend
+    from srgan_runtime.upscaler import Upscaler
 
     ref = Upscaler(backend=open_backend(plan.gen, "torch", "cpu", "fp32", threads), tile=0)
     reference_outputs = [ref.upscale(p.lr) for p in plan.pairs]
@@ -523,7 +523,7 @@ def _run_rows(plan: _Plan, threads, repeats, min_seconds, limits,
 
 
 def _write_json(path: Path, plan: _Plan, machine: dict, limits: dict, threads: int) -> None:
-    from .core.files import atomic_write
+    from srgan_runtime.core.files import atomic_write
 
     macs = plan.macs
     row0 = plan.rows[0] if plan.rows else Row("", "")
@@ -541,7 +541,11 @@ def counted_macs_per_lr_pixel(info: ModelInfo) -> float:
     """Multiply-accumulates per LR pixel: this toolkit's generator counted layer by layer from
     its config; another project's network counted by torch's FLOP counter (convolutions and
     matrix products, attention included) on a 64-pixel input."""
-    from .core.generator import generator_config, macs_per_lr_pixel, read_generator_metadata
+    from srgan_runtime.core.generator import (
+        generator_config,
+        macs_per_lr_pixel,
+        read_generator_metadata,
+    )
 
     if info.format == "generator":
         path = Path(info.path)
@@ -549,8 +553,8 @@ def counted_macs_per_lr_pixel(info: ModelInfo) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .backends.pytorch import load_network
-    from .core.fitting import fit_batch
+    from srgan_runtime.backends.pytorch import load_network
+    from srgan_runtime.core.fitting import fit_batch
 
     x, _ = fit_batch(np.zeros((1, 3, 64, 64), np.float32), info.channels, info.min_input_size,
                      info.input_multiple, info.square_only)
@@ -575,7 +579,7 @@ def _gate(rows: list[Row], min_psnr: float | None) -> int:
 def _bench(ckpt, data, tile, batch, backends, device, threads, repeats, min_seconds,
            json_path, min_psnr, precisions=None) -> int:
     """Prepare, measure the machine's limits, run every row, print, save, gate."""
-    from .core.machine import machine_info
+    from srgan_runtime.core.machine import machine_info
 
     plan = _prepare(ckpt, data, tile, batch, backends, device, threads, precisions)
     click.echo(f"srbench: {plan.gen} ({plan.info.preset} x{plan.info.scale}), eval on "
@@ -606,8 +610,7 @@ def _row_dict(r: Row) -> dict:
 
 def _trt_engine(onnx_path: Path, tmp: Path) -> Path:
     from srgan_export.trt_engine import BuildOptions, build_engine, compute_profile
-
-    from .core.modelinfo import describe
+    from srgan_runtime.core.modelinfo import describe
 
     info = describe(onnx_path)
     out = tmp / "model.plan"
