@@ -26,6 +26,8 @@ from srgan_runtime.core.cli import FiniteFloat, one_line_errors, setup_logging
 from srgan_runtime.core.errors import UserError, first_line
 from srgan_runtime.core.files import check_output_file
 from srgan_runtime.core.modelinfo import ModelInfo
+from srgan_runtime.core.options import click_options, take
+from srgan_runtime.settings import UpscaleSettings
 
 log = logging.getLogger("srgan_export.bench")
 
@@ -334,14 +336,12 @@ def _eval_set(data: Path | None, scale: int):
 @click.argument("ckpt", required=False)
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="Evaluation folder [default: $SR_DATA_DIR/Set5 or ../shared/data/Set5].")
-@click.option("--tile", type=int, default=128, show_default=True)
-@click.option("--batch", type=int, default=1, show_default=True)
+@click_options(UpscaleSettings, only=("tile", "batch"), defaults={"tile": 128, "batch": 1})
 @click.option("--backends", default=None,
               help="Comma-separated subset, e.g. torch,openvino (default: all available).")
 @click.option("--precisions", default=None,
               help="Comma-separated subset, e.g. fp32,int8 (default: all).")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--threads", type=int, default=0, show_default=True)
+@click_options(UpscaleSettings, only=("device", "threads"))
 @click.option("--repeats", type=click.IntRange(1), default=7, show_default=True)
 @click.option("--min-seconds", type=FiniteFloat(0), default=2.0, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
@@ -350,20 +350,21 @@ def _eval_set(data: Path | None, scale: int):
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.option("-v", "--verbose", is_flag=True, help="More log output.")
 @click.version_option(__version__, prog_name="srbench")
-def bench_cmd(ckpt: str | None, data: Path | None, tile: int, batch: int, backends: str | None,
-              precisions: str | None, device: str, threads: int, repeats: int, min_seconds: float,
+def bench_cmd(ckpt: str | None, data: Path | None, backends: str | None,
+              precisions: str | None, repeats: int, min_seconds: float,
               json_path: Path | None, min_psnr: float | None, debug: bool,
-              verbose: bool) -> None:
+              verbose: bool, **options) -> None:
     """Export, check and time a generator (or another project's checkpoint) on every backend
     the support table lists for this device; print one table."""
     ctx = click.get_current_context()
     ctx.obj = {"debug": debug}
     setup_logging(verbose, "srgan_runtime", "srgan_export", "srgan_train")
     with one_line_errors(ctx, "srbench"):
+        s = take(UpscaleSettings, options)
         if json_path is not None:
             check_output_file(json_path, "results file")
-        code = _bench(ckpt, data, tile, batch, backends, device, threads, repeats, min_seconds,
-                      json_path, min_psnr, precisions)
+        code = _bench(ckpt, data, s.tile, s.batch, backends, s.device, s.threads, repeats,
+                      min_seconds, json_path, min_psnr, precisions)
     ctx.exit(code)
 
 
@@ -410,11 +411,9 @@ def plan_rows(device: str, wanted: set[str] | None = None,
 def _prepare(ckpt, data, tile, batch, backends, device, threads, precisions=None) -> _Plan:
     from srgan_runtime.backends import backend_names, installed
     from srgan_runtime.core.modelinfo import default_model, describe, resolve_weights
-    from srgan_runtime.upscaler import check_settings
-
     if tile < 8 or batch < 1:
         raise UserError("--tile must be >= 8 and --batch >= 1")
-    check_settings(tile=tile, batch=batch, threads=threads, device=device)
+    UpscaleSettings(tile=tile, batch=batch, threads=threads, device=device)
     if not installed("torch"):
         raise UserError("srbench exports and checks a generator against PyTorch: pip install "
                         "'srgan-toolkit[torch]'")

@@ -19,17 +19,24 @@ from functools import cache
 from pathlib import Path
 
 from srgan_runtime.core.errors import ImageError, SkippedImage, UserError
-from srgan_runtime.core.files import IMAGE_SUFFIXES, atomic_write, exists_message, folder_problem
+from srgan_runtime.core.files import (
+    IMAGE_SUFFIXES,
+    atomic_write,
+    check_output_file,
+    exists_message,
+    folder_problem,
+)
 
 from .core.imageio import (
     FORMATS,
-    PNG_LEVEL,
     Picture,
     load_image,
     output_notes,
     output_problem,
     save_image,
 )
+from .core.modelinfo import default_model, describe, resolve_model
+from .settings import UpscaleSettings, WriteOptions
 from .upscaler import Upscaler
 
 log = logging.getLogger(__name__)
@@ -222,16 +229,103 @@ def scale_label(scale: int, outscale: float | None) -> str:
     return f"{outscale or scale:g}"
 
 
-def read_input(src: Path, dst: Path, fmt: str | None, max_pixels: int | None,
-               size_problem) -> tuple[Picture, list[str]]:
-    """Decode one input for ``dst`` (checked against the size and the output format before
-    any compute), with what writing it as that format loses; raises :class:`ImageError`."""
-    pic = load_image(src, max_pixels, check_size=size_problem)
-    out_fmt = fmt or dst.suffix.lstrip(".")
+@dataclass(frozen=True)
+class FileTask:
+    """One input and the output it is written to."""
+
+    src: Path
+    dst: Path
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """A job checked before the model is opened: the model file, every input with its base
+    folder, the output, and the settings."""
+
+    model: Path
+    files: list[tuple[Path, Path]]
+    out: Path
+    settings: UpscaleSettings
+    write: WriteOptions
+
+
+def plan_job(inputs: list[str], out_arg: str, engine: str | None, settings: UpscaleSettings,
+             write: WriteOptions, recursive: bool = False, report: Path | None = None
+             ) -> PlannedJob:
+    """Everything a job needs, checked without the model: the report file, the inputs, the
+    ``-o`` name, and every output path (the model's scale names them: metadata only)."""
+    if report is not None:
+        check_output_file(report, "report file")
+    files = collect_inputs(inputs, recursive)
+    out = Path(out_arg)
+    check_output_option(out, len(files), write.fmt,
+                        folder_meant=out_arg.endswith(("/", os.sep)))
+    path = resolve_model(engine) if engine else default_model(settings.scale)
+    label = scale_label(describe(path, settings.scale).scale, settings.outscale)
+    check_outputs(label, files, out, write.fmt, write.overwrite, write.skip_existing)
+    return PlannedJob(path, files, out, settings, write)
+
+
+def decode(task: FileTask, write: WriteOptions, size_problem) -> tuple[Picture, list[str]]:
+    """Decode one input for its output (checked against the size and the output format
+    before any compute), with what writing it as that format loses; raises
+    :class:`ImageError`."""
+    pic = load_image(task.src, write.max_pixels, check_size=size_problem)
+    out_fmt = write.fmt or task.dst.suffix.lstrip(".")
     problem = output_problem(pic, out_fmt)
     if problem:
-        raise ImageError(src, problem)
+        raise ImageError(task.src, problem)
     return pic, [*pic.notes, *output_notes(pic, out_fmt)]
+
+
+def encode(pic: Picture, task: FileTask, write: WriteOptions) -> None:
+    """Write one result (atomically; its folder made where missing)."""
+    task.dst.parent.mkdir(parents=True, exist_ok=True)
+    save_image(pic, task.dst, write.fmt or task.dst.suffix.lstrip("."), write.quality,
+               overwrite=True, png_level=write.png_level)
+
+
+def file_failure(exc: Exception) -> tuple[str, str]:
+    """The one exception policy of a job: what ``exc``, raised while one file was decoded,
+    upscaled or written, makes of that file (``skipped`` or ``failed``, and why). Whatever
+    it is, the job goes on; only a :class:`UserError` that is not about the file (a model
+    that cannot run at all) is raised again, as it would fail every file."""
+    if isinstance(exc, SkippedImage):
+        return "skipped", exc.reason
+    if isinstance(exc, ImageError):
+        return "failed", exc.reason
+    if isinstance(exc, UserError):
+        raise exc
+    if isinstance(exc, OSError | ValueError):
+        return "failed", f"cannot write: {exc}" if isinstance(exc, OSError) else str(exc)
+    return "failed", f"{type(exc).__name__}: {exc}"
+
+
+def record_stats(res: FileResult, stats) -> None:
+    res.warnings += stats.warnings
+    res.tiles, res.fp32_tiles, res.oom_retries = stats.tiles, stats.fp32_tiles, stats.oom_retries
+
+
+def process_file(upscaler: Upscaler, task: FileTask, write: WriteOptions) -> FileResult:
+    """Decode, upscale and write one file (the Ray worker's unit of work); a bad file is a
+    result, never an exception (:func:`file_failure`)."""
+    t0 = time.perf_counter()
+    res = FileResult(str(task.src), str(task.dst), "ok")
+    try:
+        pic, notes = decode(task, write, upscaler.size_problem)
+        res.warnings += notes
+        res.in_size = [pic.width, pic.height]
+        ((_, out, stats),) = list(upscaler.upscale_many([(task.src, pic)]))
+        record_stats(res, stats)
+        if out is None:
+            res.status, res.error = "failed", stats.error
+        else:
+            encode(out, task, write)
+            res.out_size = [out.width, out.height]
+    except Exception as exc:
+        res.status, res.error = file_failure(exc)
+    res.seconds = round(time.perf_counter() - t0, 4)
+    return res
 
 
 def check_outputs(label: str, inputs: list[tuple[Path, Path]], out: Path, fmt: str | None,
@@ -299,10 +393,10 @@ class _FolderJob:
     """State shared by the decode thread, the model loop and the encode pool."""
 
     def __init__(self, upscaler: Upscaler, results: dict[int, FileResult],
-                 todo: list[tuple[int, Path, Path]], fmt: str | None, max_pixels: int | None,
+                 todo: list[tuple[int, Path, Path]], write: WriteOptions,
                  progress: bool, prefetch: int) -> None:
         self.upscaler, self.results, self.todo = upscaler, results, todo
-        self.fmt, self.max_pixels, self.prefetch = fmt, max_pixels, max(1, prefetch)
+        self.write, self.prefetch = write, max(1, prefetch)
         self.decoded: queue.Queue = queue.Queue(maxsize=self.prefetch)
         self.stop = threading.Event()
         self.starts: dict[int, float] = {}
@@ -332,16 +426,13 @@ class _FolderJob:
                 return
             self.starts[k] = time.perf_counter()
             try:
-                pic, notes = read_input(src, dst, self.fmt, self.max_pixels,
-                                        self.upscaler.size_problem)
+                pic, notes = decode(FileTask(src, dst), self.write, self.upscaler.size_problem)
                 for note in notes:
                     log.warning("%s: %s", src, note)
                 self.results[k].warnings += notes
                 item = (k, dst, pic)
-            except ImageError as exc:
+            except Exception as exc:  # a decoder bug must not kill the job either
                 item = (k, dst, exc)
-            except Exception as exc:  # a decoder bug must not kill the job
-                item = (k, dst, ImageError(src, f"{type(exc).__name__}: {exc}"))
             if not self._put(item):
                 return
         self._put(self._END)
@@ -352,9 +443,8 @@ class _FolderJob:
             if item is self._END:
                 return
             k, dst, pic = item
-            if isinstance(pic, ImageError):
-                self.finish(k, "skipped" if isinstance(pic, SkippedImage) else "failed",
-                            pic.reason)
+            if isinstance(pic, Exception):
+                self.finish(k, *file_failure(pic))
                 continue
             self.results[k].in_size = [pic.width, pic.height]
             yield (k, dst), pic
@@ -374,29 +464,23 @@ class _FolderJob:
     def settle(self, k: int, fut: Future, pic: Picture) -> None:
         try:
             fut.result()
-        except (OSError, ValueError) as exc:
-            self.finish(k, "failed", f"cannot write: {exc}")
+        except Exception as exc:
+            self.finish(k, *file_failure(exc))
             return
         self.mp_out += pic.width * pic.height / 1e6  # only what reached the disk counts
         self.finish(k, "ok")
 
 
-def run_job(upscaler: Upscaler, inputs: list[tuple[Path, Path]], out: Path, *,
-            fmt: str | None = None, quality: int = 95, png_level: int = PNG_LEVEL,
-            overwrite: bool = False,
-            skip_existing: bool = False, max_pixels: int | None = None,
-            progress: bool = True, prefetch: int = 2) -> JobSummary:
+def run_job(upscaler: Upscaler, inputs: list[tuple[Path, Path]], out: Path,
+            write: WriteOptions | None = None, *, progress: bool = True,
+            prefetch: int = 2) -> JobSummary:
     """Upscale every input to its output path; never stops for one bad file. Ctrl-C ends the
     job after the writes in flight, with the files not done marked ``interrupted``."""
-    results, todo = _plan(scale_label(upscaler.scale, upscaler.outscale), inputs, out, fmt,
-                          overwrite, skip_existing)
+    write = write or WriteOptions()
+    results, todo = _plan(scale_label(upscaler.scale, upscaler.outscale), inputs, out,
+                          write.fmt, write.overwrite, write.skip_existing)
     t0 = time.perf_counter()
-    job = _FolderJob(upscaler, results, todo, fmt, max_pixels, progress, prefetch)
-
-    def write(pic: Picture, dst: Path) -> None:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        save_image(pic, dst, fmt or dst.suffix.lstrip("."), quality, overwrite=True,
-                   png_level=png_level)
+    job = _FolderJob(upscaler, results, todo, write, progress, prefetch)
 
     interrupted = False
     writes: list[tuple[int, Future, Picture]] = []
@@ -406,14 +490,13 @@ def run_job(upscaler: Upscaler, inputs: list[tuple[Path, Path]], out: Path, *,
         try:
             for (k, dst), pic, stats in upscaler.upscale_many(job.pictures()):
                 res = results[k]
-                res.warnings += stats.warnings
-                res.tiles, res.fp32_tiles = stats.tiles, stats.fp32_tiles
-                res.oom_retries = stats.oom_retries
+                record_stats(res, stats)
                 if pic is None:
                     job.finish(k, "failed", stats.error)
                     continue
                 res.out_size = [pic.width, pic.height]
-                writes.append((k, pool.submit(write, pic, dst), pic))
+                task = FileTask(Path(res.input), dst)
+                writes.append((k, pool.submit(encode, pic, task, write), pic))
                 while len(writes) > job.prefetch:  # bound the encode queue
                     job.settle(*writes.pop(0))
         except KeyboardInterrupt:

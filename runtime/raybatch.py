@@ -15,12 +15,21 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .core.errors import ImageError, SkippedImage, UserError, first_line
-from .pipeline import FileResult, JobSummary, _plan, read_input, scale_label
+from .core.errors import UserError, first_line
+from .pipeline import (
+    FileResult,
+    FileTask,
+    JobSummary,
+    PlannedJob,
+    _plan,
+    process_file,
+    scale_label,
+)
+from .settings import UpscaleSettings, WriteOptions
 
 log = logging.getLogger(__name__)
 
@@ -53,55 +62,31 @@ def _worker_class():
     class UpscaleWorker:
         """One backend, kept for the whole job."""
 
-        def __init__(self, engine: str, options: dict[str, Any], threads: int) -> None:
+        def __init__(self, engine: str, settings: UpscaleSettings) -> None:
             from .upscaler import Upscaler
 
-            self.up = Upscaler(engine, threads=threads, **options)
+            self.up = Upscaler(engine, settings)
             self.host = os.uname().nodename
 
         def describe(self) -> str:
             return self.up.describe()
 
-        def run(self, src: str, dst: str, fmt: str | None, quality: int, png_level: int,
-                max_pixels: int | None, run_start_ns: int) -> dict[str, Any]:
-            from .core.imageio import save_image
-
+        def run(self, src: str, dst: str, write: WriteOptions,
+                run_start_ns: int) -> dict[str, Any]:
             t0 = time.perf_counter()
             out = Path(dst)
-            res: dict[str, Any] = {"worker": f"{self.host}:{os.getpid()}", "status": "ok",
-                                   "warnings": []}
+            worker = f"{self.host}:{os.getpid()}"
             if out.exists() and out.stat().st_mtime_ns >= run_start_ns:
                 # An earlier attempt of this run finished the file before its worker died.
-                res["note"] = "written by an earlier attempt"
-                res["seconds"] = round(time.perf_counter() - t0, 4)
-                return res
-            try:
-                pic, res["warnings"] = read_input(Path(src), out, fmt, max_pixels,
-                                                  self.up.size_problem)
-                res["in_size"] = [pic.width, pic.height]
-                ((_, result, stats),) = list(self.up.upscale_many([(src, pic)]))
-                res["warnings"] += stats.warnings
-                res.update(tiles=stats.tiles, fp32_tiles=stats.fp32_tiles,
-                           oom_retries=stats.oom_retries)
-                if result is None:
-                    res.update(status="failed", error=stats.error)
-                else:
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    save_image(result, out, fmt or out.suffix.lstrip("."), quality,
-                               overwrite=True, png_level=png_level)
-                    audit = os.environ.get("SRRUN_WRITE_LOG")
-                    if audit:
-                        with open(audit, "a") as f:
-                            f.write(f"{dst}\t{os.getpid()}\n")
-                    res["out_size"] = [result.width, result.height]
-            except SkippedImage as exc:
-                res.update(status="skipped", error=exc.reason)
-            except ImageError as exc:
-                res.update(status="failed", error=exc.reason)
-            except (OSError, ValueError) as exc:
-                res.update(status="failed", error=f"cannot write: {exc}")
-            res["seconds"] = round(time.perf_counter() - t0, 4)
-            return res
+                return {"worker": worker, "status": "ok", "warnings": [],
+                        "note": "written by an earlier attempt",
+                        "seconds": round(time.perf_counter() - t0, 4)}
+            res = process_file(self.up, FileTask(Path(src), out), write)
+            audit = os.environ.get("SRRUN_WRITE_LOG")
+            if audit and res.status == "ok":
+                with open(audit, "a") as f:
+                    f.write(f"{dst}\t{os.getpid()}\n")
+            return {**asdict(res), "worker": worker}
 
     return UpscaleWorker
 
@@ -159,33 +144,33 @@ def _worker_count(ray, settings: RaySettings, files: int) -> int:
     return max(1, min(fit, files))
 
 
-def run_ray_job(engine: str | Path, options: dict[str, Any], inputs: list[tuple[Path, Path]],
-                out: Path, settings: RaySettings, *, fmt: str | None = None, quality: int = 95,
-                png_level: int = 1, overwrite: bool = False, skip_existing: bool = False,
-                max_pixels: int | None = None, progress: bool = True) -> JobSummary:
-    """Upscale every input to its output path on Ray workers; the same results as
+def run_ray_job(job: PlannedJob, cluster: RaySettings, *, progress: bool = True
+                ) -> JobSummary:
+    """Upscale every input of ``job`` to its output path on Ray workers; the same results as
     :func:`srgan_runtime.pipeline.run_job` (and the same report), plus each file's worker and
     attempts."""
     from .core.modelinfo import describe
 
-    info = describe(engine, options.get("scale"))
-    label = scale_label(info.scale, options.get("outscale"))
-    results, todo = _plan(label, inputs, out, fmt, overwrite, skip_existing)
+    settings, write = job.settings, job.write
+    info = describe(job.model, settings.scale)
+    label = scale_label(info.scale, settings.outscale)
+    results, todo = _plan(label, job.files, job.out, write.fmt, write.overwrite,
+                          write.skip_existing)
     t0 = time.perf_counter()
     mp_out = 0.0
     if todo:
-        ray, started = _connect(settings)
+        ray, started = _connect(cluster)
         Worker = _worker_class()
-        n = _worker_count(ray, settings, len(todo))
-        workers = [Worker.options(num_cpus=settings.threads, num_gpus=settings.gpus).remote(
-            str(engine), options, settings.threads) for _ in range(n)]
-        log.info("ray: %d worker(s) x %d thread(s)%s on %s", n, settings.threads,
-                 f" x {settings.gpus:g} GPU" if settings.gpus else "",
-                 settings.address or "a local cluster")
+        n = _worker_count(ray, cluster, len(todo))
+        per_worker = replace(settings, threads=cluster.threads)
+        workers = [Worker.options(num_cpus=cluster.threads, num_gpus=cluster.gpus).remote(
+            str(job.model), per_worker) for _ in range(n)]
+        log.info("ray: %d worker(s) x %d thread(s)%s on %s", n, cluster.threads,
+                 f" x {cluster.gpus:g} GPU" if cluster.gpus else "",
+                 cluster.address or "a local cluster")
         try:
             mp_out = _dispatch(ray, workers, [_Task(k, str(s), str(d)) for k, s, d in todo],
-                               results, (fmt, quality, png_level, max_pixels, time.time_ns()),
-                               progress)
+                               results, (write, time.time_ns()), progress)
         finally:
             for w in workers:
                 ray.kill(w)
@@ -219,6 +204,11 @@ def _dispatch(ray, workers, tasks: list[_Task], results: dict[int, FileResult], 
         res = results[task.k]
         try:
             got = ray.get(ready[0])
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, UserError):  # the model cannot run: every file would fail
+                raise UserError(str(exc.cause)) from None
+            res.status, res.error = "failed", f"worker lost: {type(exc).__name__}"
+            log.error("%s: %s", res.input, res.error)
         except ray.exceptions.RayError as exc:  # out of retries: the file fails, the job goes on
             res.status, res.error = "failed", f"worker lost: {type(exc).__name__}"
             log.error("%s: %s", res.input, res.error)

@@ -4,8 +4,6 @@ handles alpha, grey, 16-bit, NaN/Inf tiles and out-of-memory."""
 from __future__ import annotations
 
 import logging
-import math
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -21,18 +19,15 @@ from .backends import Backend, open_backend
 from .backends.base import is_oom
 from .core.fitting import pad_to
 from .core.imageio import Picture, to_nchw
+from .settings import DEFAULT_TILE, UpscaleSettings
 from .tiling import Tile, aligned_tile, extract, paste, plan_tiles
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TILE = 256
 # Context per tile side for a model that does not state its receptive radius (a foreign ONNX
 # file): what the repository's overlap table shows to be far past visible seams for SRResNet-
 # sized models, and small enough to leave most of a default tile as core.
 UNKNOWN_RADIUS_OVERLAP = 32
-# 1 gigapixel of output (a 3 GB RGB canvas): far beyond a photo x4, small enough to be refused
-# before it exhausts a typical machine. Raise it with --max-output-pixels.
-DEFAULT_MAX_OUTPUT_PIXELS = 1_000_000_000
 
 
 @dataclass
@@ -66,41 +61,39 @@ class _Job:
 class Upscaler:
     """Upscale images of any size with one backend.
 
-    ``engine``: a generator file, an ONNX file or a TensorRT plan; ``tile``: LR tile side
-    including context (0 = whole image); ``overlap``: context per side (default: the model's
-    receptive radius, which makes tiled output equal whole-image output); ``batch``: tiles per
-    backend call, packed across images by :meth:`upscale_many`.
-    ``upscale`` is safe to call from several threads.
+    ``engine``: a model file, run folder or bundled name (default: the bundled default);
+    ``settings``: an :class:`~srgan_runtime.settings.UpscaleSettings`, with any of its fields
+    overridden by keyword (``Upscaler("default", tile=0)``); ``backend`` may also be an opened
+    :class:`~srgan_runtime.backends.Backend`. Tiles of consecutive images share batches
+    (:meth:`upscale_many`); ``upscale`` is safe to call from several threads.
     """
 
-    def __init__(self, engine: Path | str | None = None, *, backend: str | Backend = "auto",
-                 device: str = "auto", precision: str = "auto", tile: int | None = None,
-                 overlap: int | None = None, batch: int | None = None, threads: int = 0,
-                 alpha: str = "bicubic", outscale: float | None = None,
-                 scale: int | None = None,
-                 max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS,
-                 seamless: bool = False, cache: bool = True,
-                 max_memory: int | str | None = None, compile: str | None = None,
-                 progress: bool = False) -> None:
+    def __init__(self, engine: Path | str | None = None,
+                 settings: UpscaleSettings | None = None, *, progress: bool = False,
+                 **overrides: Any) -> None:
+        # ``backend`` may be an opened Backend (callers that time or compare backends).
+        opened = overrides.pop("backend") if isinstance(overrides.get("backend"), Backend) \
+            else None
+        settings = replace(settings or UpscaleSettings(), **overrides)
+        self.settings = settings
         # An explicit tile (0 included) is kept unless memory is really short; the default
         # one also yields to the memory budget.
-        self.tile_explicit = tile is not None
-        tile = DEFAULT_TILE if tile is None else tile
-        check_settings(tile=tile, batch=1 if batch is None else batch, overlap=overlap,
-                       threads=threads, alpha=alpha, outscale=outscale,
-                       max_output_pixels=max_output_pixels, device=device)
-        opened_here = not isinstance(backend, Backend)
-        if isinstance(backend, Backend):
-            self.backend = backend
+        self.tile_explicit = settings.tile is not None
+        tile = DEFAULT_TILE if settings.tile is None else settings.tile
+        batch, max_memory = settings.batch, settings.max_memory
+        opened_here = opened is None
+        if opened is not None:
+            self.backend = opened
         else:
             if engine is None:
                 from .core.modelinfo import default_model
 
-                engine = default_model(scale)
-            self.backend = open_backend(Path(engine), backend, device, precision, threads,
-                                        scale, cache, compile, (batch, tile))
+                engine = default_model(settings.scale)
+            s = settings
+            self.backend = open_backend(Path(engine), s.backend, s.device, s.precision,
+                                        s.threads, s.scale, s.cache, s.compile, (batch, tile))
         self.scale = self.backend.scale
-        self.max_output_pixels = max_output_pixels
+        self.max_output_pixels = settings.max_output_pixels
         fixed = self.backend.fixed_shape
         if fixed is not None:
             if fixed[1] != fixed[2]:
@@ -120,8 +113,9 @@ class Upscaler:
         self.tile = tile
         # The overlap: given, known at once (metadata, cache, theoretical), or measured when
         # the first image needs more than one tile (see the ``overlap`` property).
-        self._seamless, self._cache, self._progress = seamless, cache, progress
+        self._seamless, self._cache, self._progress = settings.seamless, settings.cache, progress
         self._overlap_lock = threading.Lock()
+        overlap = settings.overlap
         self._overlap = None if overlap is None else self._fit_overlap(overlap, explicit=True)
         if self._overlap is None:
             known = self._known_overlap()
@@ -138,7 +132,7 @@ class Upscaler:
         if cpu and fixed is None and max_memory != 0 and (opened_here or max_memory):
             from .memory import current_rss, footprint
 
-            self._footprint = footprint(self.backend, cache)
+            self._footprint = footprint(self.backend, settings.cache)
             # The process before any tile ran (the footprint is measured in another process):
             # later, the resident size also holds what the backend keeps for reuse.
             self._rss_start = current_rss() or 0
@@ -146,8 +140,8 @@ class Upscaler:
             if self._footprint is None and max_memory:
                 log.warning("--max-memory not applied: the model's memory footprint could not "
                             "be measured (the reason is above)")
-        self.alpha = alpha
-        self.outscale = outscale
+        self.alpha = settings.alpha
+        self.outscale = settings.outscale
         self._fallback: Backend | None = None
         self._fallback_lock = threading.Lock()
         warmup = getattr(self.backend, "warmup", None)
@@ -586,26 +580,6 @@ def _drop_failed(queue: list) -> list:
         else:
             kept.append(item)
     return kept
-
-
-def check_settings(*, tile: int = DEFAULT_TILE, batch: int = 1, overlap: int | None = None,
-                   threads: int = 0, alpha: str = "bicubic", outscale: float | None = None,
-                   max_output_pixels: int | None = None, device: str = "auto") -> None:
-    """Refuse bad settings before any model is loaded or image read."""
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-        raise UserError(f"--device {device!r}: auto, cpu, cuda or cuda:N")
-    if tile < 0 or batch < 1:
-        raise UserError("--tile must be >= 0 and --batch >= 1")
-    if overlap is not None and overlap < 0:
-        raise UserError("--overlap must be >= 0")
-    if threads < 0:
-        raise UserError("--threads must be >= 0 (0 = all)")
-    if alpha not in ("bicubic", "model"):
-        raise UserError(f"--alpha {alpha!r}: bicubic or model")
-    if outscale is not None and not (math.isfinite(outscale) and outscale > 0):
-        raise UserError(f"--outscale {outscale}: must be a finite number > 0")
-    if max_output_pixels is not None and max_output_pixels < 1:
-        raise UserError("--max-output-pixels must be >= 1")
 
 
 def estimate_bytes(width: int, height: int, scale: int, out_size: tuple[int, int],

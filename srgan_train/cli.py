@@ -11,8 +11,11 @@ from pathlib import Path
 
 import click
 
-from srgan_runtime.core.cli import FiniteFloat, parse_dims, require_torch, toolkit_group
+from srgan_runtime.core.cli import parse_dims, require_torch, toolkit_group
 from srgan_runtime.core.errors import UserError, first_line
+from srgan_runtime.core.options import click_options
+
+from .settings import RESUMABLE_OVERRIDES, TrainConfig
 
 log = logging.getLogger("srgan_train")
 
@@ -25,67 +28,7 @@ def cli() -> None:
 # --- fit ----------------------------------------------------------------------------------------
 
 @cli.command()
-@click.option("--data", multiple=True, type=click.Path(path_type=Path),
-              help="Training folder (HR images, HR/ + LR_bicubic/X<s>/, or high_res/ + low_res/). "
-                   "Repeat for several. Not needed with --resume (the run's own is used).")
-@click.option("--val", type=click.Path(path_type=Path), help="Validation folder (e.g. Set5).")
-@click.option("--scale", type=click.Choice(["2", "3", "4"]), default=None,
-              help="Upscaling factor [default: 4, or the --init generator's].")
-@click.option("--preset", default=None,
-              help="Generator preset (srtrain presets) [default: small, or the --init one's].")
-@click.option("--phase", type=click.Choice(["pretrain", "gan"]), default="pretrain",
-              show_default=True)
-@click.option("--steps", type=int, default=1000, show_default=True, help="Total training steps.")
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--patch-size", type=int, default=96, show_default=True, help="HR patch size.")
-@click.option("--lr", type=FiniteFloat(0, lo_open=True), default=2e-4, show_default=True,
-              help="Generator learning rate.")
-@click.option("--lr-schedule", type=click.Choice(["cosine", "step", "constant"]),
-              default="cosine", show_default=True)
-@click.option("--warmup-steps", type=int, default=0, show_default=True)
-@click.option("--pixel-loss", type=click.Choice(["l1", "mse"]), default="l1", show_default=True)
-@click.option("--pixel-weight", type=FiniteFloat(0), default=None,
-              help="[default: 1.0; 0.01 in the GAN phase with --vgg-weights]")
-@click.option("--gan-weight", type=FiniteFloat(0), default=5e-3, show_default=True)
-@click.option("--perceptual-weight", type=FiniteFloat(0), default=1.0, show_default=True)
-@click.option("--vgg-weights", type=click.Path(path_type=Path), default=None,
-              help="torchvision VGG19 weights file (.pth or .safetensors) for the perceptual "
-                   "loss; never downloaded.")
-@click.option("--vgg-layer", default="conv5_4", show_default=True)
-@click.option("--d-lr", type=FiniteFloat(0, lo_open=True), default=1e-4, show_default=True,
-              help="Discriminator learning rate.")
-@click.option("--ema-decay", type=FiniteFloat(0, 1, hi_open=True), default=0.999, show_default=True)
-@click.option("--grad-clip", type=FiniteFloat(0), default=1.0, show_default=True,
-              help="Max gradient norm (0 = off).")
-@click.option("--amp", type=click.Choice(["auto", "off", "bf16", "fp16"]), default="auto",
-              show_default=True,
-              help="Mixed precision (auto: bf16/fp16 on CUDA, off on the CPU; "
-                   "bf16 on the CPU only when asked).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader workers.")
-@click.option("--cache/--no-cache", default=True, show_default=True,
-              help="Keep decoded training images in memory.")
-@click.option("--augment/--no-augment", default=True, show_default=True,
-              help="Random flips and 90-degree rotations.")
-@click.option("--lr-from-hr", is_flag=True,
-              help="Make LR from HR even when an LR folder exists.")
-@click.option("--val-every", type=int, default=500, show_default=True)
-@click.option("--save-every", type=int, default=500, show_default=True,
-              help="Checkpoint every N steps.")
-@click.option("--save-minutes", type=FiniteFloat(0), default=5.0, show_default=True,
-              help="Also checkpoint when this many minutes have passed since the last one "
-                   "(0 = only every --save-every steps).")
-@click.option("--log-every", type=int, default=10, show_default=True)
-@click.option("--init", type=click.Path(path_type=Path), default=None,
-              help="Start from this generator file (e.g. the pretrain result for --phase gan).")
-@click.option("--progress/--no-progress", default=True, show_default=True)
-@click.option("--threads", type=int, default=0, show_default=True,
-              help="CPU threads for torch (0 = torch's default).")
-@click.option("--time-limit", type=FiniteFloat(0, lo_open=True), default=None,
-              metavar="MINUTES",
-              help="Train for about this long: the step count (and the LR schedule with it) is "
-                   "fitted to the measured speed, at most --steps.")
+@click_options(TrainConfig, skip=("out",), defaults={"scale": None, "preset": None})
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
@@ -93,7 +36,7 @@ def cli() -> None:
 def fit(ctx: click.Context, out: Path, resume: bool, overwrite: bool, **opts) -> None:
     """Train a generator (phase pretrain: pixel loss; phase gan: + adversarial/perceptual)."""
     from . import distributed
-    from .train import TrainConfig, Trainer, discard_failed_run, prepare_run_dir
+    from .train import Trainer, discard_failed_run, prepare_run_dir
 
     if resume and overwrite:
         raise UserError("--resume and --overwrite exclude each other")
@@ -155,7 +98,7 @@ def resume_hint(out: Path) -> str:
 def _resume_config(out: Path, values: dict, given: set[str]):
     """The run's stored config, with the options that may change on resume applied; any other
     option given must equal the stored one (``--data`` may be left out: the run knows it)."""
-    from .train import CONFIG_FILE, RESUMABLE_OVERRIDES, TrainConfig, prepare_run_dir
+    from .train import CONFIG_FILE, prepare_run_dir
 
     prepare_run_dir(out, resume=True, overwrite=False)
     try:

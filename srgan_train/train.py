@@ -11,7 +11,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from srgan_runtime.core import __version__
-from srgan_runtime.core.errors import UserError, first_line, range_problem
+from srgan_runtime.core.errors import UserError, first_line
 
 from .archs import Discriminator, Generator, build_generator, count_parameters
 from .checkpoint import (
@@ -34,6 +34,7 @@ from .data import PatchDataset, find_pairs, make_loader
 from .ema import EMA
 from .evaluate import EvalPair, evaluate, load_eval_set, torch_upscaler
 from .losses import PerceptualLoss, adversarial_loss, pixel_loss
+from .settings import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,112 +43,10 @@ LAST_CHECKPOINT = "checkpoints/last.pt"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 
-# Options that may differ on --resume without changing the run's results.
-RESUMABLE_OVERRIDES = frozenset(
-    {"steps", "workers", "val_every", "save_every", "log_every", "progress", "threads",
-     "time_limit", "save_minutes"}
-)
 # Steps timed (after the first few) before a --time-limit run fits its step count.
 PROBE_SKIP, PROBE_STEPS = 10, 100
 # Share of the measured rate a fitted run plans on: room for validation and checkpoints.
 TIME_MARGIN = 0.92
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a training run; stored resolved in the run folder's config.json."""
-
-    data: list[str]
-    out: str
-    val: str | None = None
-    scale: int = 4
-    preset: str = "small"
-    phase: str = "pretrain"
-    steps: int = 1000
-    batch_size: int = 16
-    patch_size: int = 96
-    lr: float = 2e-4
-    lr_schedule: str = "cosine"
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.01
-    beta1: float = 0.9
-    beta2: float = 0.99
-    pixel_loss: str = "l1"
-    pixel_weight: float | None = None
-    gan_weight: float = 5e-3
-    perceptual_weight: float = 1.0
-    vgg_weights: str | None = None
-    vgg_layer: str = "conv5_4"
-    d_lr: float = 1e-4
-    ema_decay: float = 0.999
-    grad_clip: float = 1.0
-    amp: str = "auto"
-    device: str = "auto"
-    seed: int = 0
-    workers: int = 0
-    cache: bool = True
-    augment: bool = True
-    lr_from_hr: bool = False
-    val_every: int = 500
-    save_every: int = 500
-    log_every: int = 10
-    save_minutes: float = 5.0  # also checkpoint when this long has passed (0 = steps only)
-    init: str | None = None
-    progress: bool = True
-    threads: int = 0
-    time_limit: float | None = None  # minutes of training; the step count is fitted to it
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def resolved(self) -> TrainConfig:
-        """Fill phase-dependent defaults and check ranges."""
-        if self.phase not in ("pretrain", "gan"):
-            raise UserError(f"unknown phase {self.phase!r} (pretrain or gan)")
-        if self.lr_schedule not in ("cosine", "step", "constant"):
-            raise UserError(f"unknown LR schedule {self.lr_schedule!r} (cosine, step, constant)")
-        if self.amp not in ("auto", "off", "bf16", "fp16"):
-            raise UserError(f"unknown AMP mode {self.amp!r} (auto, off, bf16, fp16)")
-        for name in ("steps", "batch_size", "patch_size", "val_every", "save_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 1")
-        for name in ("warmup_steps", "workers", "threads"):
-            if getattr(self, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 0")
-        _check_float("lr", self.lr, lo=0.0, lo_open=True)
-        _check_float("d-lr", self.d_lr, lo=0.0, lo_open=True)
-        _check_float("ema-decay", self.ema_decay, lo=0.0, hi=1.0, hi_open=True)
-        _check_float("grad-clip", self.grad_clip, lo=0.0)
-        _check_float("gan-weight", self.gan_weight, lo=0.0)
-        _check_float("perceptual-weight", self.perceptual_weight, lo=0.0)
-        _check_float("min-lr-ratio", self.min_lr_ratio, lo=0.0, hi=1.0)
-        _check_float("beta1", self.beta1, lo=0.0, hi=1.0, hi_open=True)
-        _check_float("beta2", self.beta2, lo=0.0, hi=1.0, hi_open=True)
-        _check_float("save-minutes", self.save_minutes, lo=0.0)
-        if self.pixel_weight is not None:
-            _check_float("pixel-weight", self.pixel_weight, lo=0.0)
-        if self.time_limit is not None:
-            _check_float("time-limit", self.time_limit, lo=0.0, lo_open=True)
-        if self.pixel_weight is None:
-            with_vgg = self.phase == "gan" and self.vgg_weights
-            self.pixel_weight = 1e-2 if with_vgg else 1.0
-        if not self.data:
-            raise UserError("no training data folder given (--data)")
-        return self
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> TrainConfig:
-        data = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def _check_float(name: str, value: float, lo: float | None = None, hi: float | None = None,
-                 lo_open: bool = False, hi_open: bool = False) -> None:
-    problem = range_problem(value, lo, hi, lo_open, hi_open)
-    if problem:
-        raise UserError(f"--{name} {problem}")
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: int, min_ratio: float) -> float:

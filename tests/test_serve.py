@@ -17,6 +17,7 @@ pytest.importorskip("flask", reason="the [serve] extra (flask, waitress) is not 
 
 from srgan_runtime.core.imageio import Picture
 from srgan_runtime.serve.app import ServeConfig, create_app, safe_stem
+from srgan_runtime.settings import UpscaleSettings
 from srgan_runtime.upscaler import UpscaleStats
 
 
@@ -38,8 +39,10 @@ def _post(client, data: bytes | None, name: str = "photo.png", url: str = "/api/
 
 @pytest.fixture(scope="module")
 def app(generator_file: Path):
-    return create_app(ServeConfig(models=(str(generator_file),), backend="torch", device="cpu",
-                                  tile=64, max_upload_mb=0.25, max_pixels=20_000))
+    settings = UpscaleSettings(backend="torch", device="cpu", tile=64,
+                               max_output_pixels=64_000_000)
+    return create_app(ServeConfig(models=(str(generator_file),), upscale=settings,
+                                  max_upload_mb=0.25, max_pixels=20_000))
 
 
 @pytest.fixture

@@ -182,7 +182,9 @@ def test_serve_app_without_torch() -> None:
     r = _python(
         "import io, numpy as np; from PIL import Image\n"
         "from srgan_runtime.serve.app import ServeConfig, create_app\n"
-        "app = create_app(ServeConfig(models=('default',), backend='onnxruntime'))\n"
+        "from srgan_runtime.settings import UpscaleSettings\n"
+        "app = create_app(ServeConfig(models=('default',), "
+        "upscale=UpscaleSettings(backend='onnxruntime')))\n"
         "buf = io.BytesIO(); Image.fromarray(np.full((20, 24, 3), 99, np.uint8)).save(buf, 'PNG')\n"
         "r = app.test_client().post('/api/upscale', data={'image': (io.BytesIO(buf.getvalue()),"
         " 'a.png')}, content_type='multipart/form-data')\n"

@@ -7,6 +7,7 @@ too large, 429 queue full, 500 only for the server's own faults)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -18,7 +19,12 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import click
+
+from ..core.cli import FiniteFloat
 from ..core.errors import ImageError, SkippedImage, UserError
+from ..core.options import setting
+from ..settings import UpscaleSettings
 from .jobs import CANCELLED, Job, JobQueue, QueueFull, Stopping
 from .server import HttpConfig
 
@@ -38,20 +44,26 @@ FORM_OVERHEAD = 64 << 10
 FORM_MEMORY = 1 << 20
 
 
+def _serve_settings() -> UpscaleSettings:
+    # 64 MP of output: a 4 MP photo x4; the library's 1 GP would let one request hold 3 GB.
+    return UpscaleSettings(max_output_pixels=64_000_000)
+
+
 @dataclass(frozen=True)
 class ServeConfig:
-    """What ``srrun serve`` exposes and how much it accepts."""
+    """What ``srrun serve`` exposes and how much it accepts; ``upscale`` is how every model
+    on offer runs."""
 
-    models: tuple[str, ...] = ()  # names or paths; empty: every bundled model
-    backend: str = "auto"
-    device: str = "auto"
-    precision: str = "auto"
-    tile: int | None = None  # None: 256, smaller where the memory budget needs it
-    workers: int = 1  # inference threads
-    queue: int = 8  # jobs queued or running before 429
-    max_upload_mb: float = 20.0
-    max_pixels: int = 4_000_000  # input pixels
-    max_output_pixels: int = 64_000_000
+    models: tuple[str, ...] = setting(
+        (), flags=("--model", "--engine"), multiple=True,
+        help="A model to offer (repeatable) [default: every bundled model].")
+    workers: int = setting(1, type=click.IntRange(1, 64), help="Images upscaled at once.")
+    queue: int = setting(8, type=click.IntRange(1, 10000),
+                         help="Images queued or running before new ones get 429 (busy).")
+    max_upload_mb: float = setting(20.0, type=FiniteFloat(0, lo_open=True),
+                                   help="Largest upload accepted, in MiB.")
+    max_pixels: int = setting(4_000_000, type=click.IntRange(1), help="Input pixels per image.")
+    upscale: UpscaleSettings = dataclasses.field(default_factory=_serve_settings)
     result_ttl: float = 600.0  # seconds a finished result is kept
     max_result_mb: int = 512
     wait_seconds: float = 600.0  # POST /api/upscale waits this long for its result
@@ -116,9 +128,7 @@ class Models:
 def _upscaler(path: Path, config: ServeConfig):
     from ..upscaler import Upscaler
 
-    return Upscaler(path, backend=config.backend, device=config.device,
-                    precision=config.precision, tile=config.tile,
-                    max_output_pixels=config.max_output_pixels)
+    return Upscaler(path, config.upscale)
 
 
 def create_app(config: ServeConfig | None = None, factory=None):
@@ -341,7 +351,7 @@ def serve(config: ServeConfig, http: HttpConfig | None = None) -> int:
     names = ", ".join(ext["models"].paths)
     log.info("serving %s on http://%s:%d/ (%d worker(s), queue %d, %d HTTP threads, uploads "
              "up to %g MB and %s pixels, %d connections, idle ones closed after %d s)", names,
-             http.host, http.port, config.workers, config.queue, http.threads,
+             http.host, http.port, config.workers, config.queue, http.http_threads,
              config.max_upload_mb, f"{config.max_pixels:,}", server.adj.connection_limit,
              http.channel_timeout)
     return run_until_stopped(server, ext["queue"], ext["upload_dir"], http)

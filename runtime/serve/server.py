@@ -32,7 +32,11 @@ import threading
 import time
 from dataclasses import dataclass
 
+import click
+
+from ..core.cli import FiniteFloat
 from ..core.errors import UserError
+from ..core.options import setting
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +47,24 @@ FD_RESERVE = 64  # descriptors beside the connections: model files, logs, temp f
 class HttpConfig:
     """How the server listens and how much it holds open."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    threads: int = 12  # HTTP threads (waitress), not compute threads
-    connection_limit: int = 1000  # open connections before new ones wait in the backlog
-    channel_timeout: int = 30  # seconds a connection may sit idle (or stall mid-request)
-    shutdown_timeout: float = 30.0  # seconds a stop waits for running jobs
+    host: str = setting("127.0.0.1", help="Interface to listen on (0.0.0.0 exposes it to "
+                                          "the network).")
+    port: int = setting(8000, type=click.IntRange(1, 65535), help="Port to listen on.")
+    http_threads: int = setting(
+        12, type=click.IntRange(1, 256), default_text="--queue + 4",
+        help="HTTP threads (waitress; not compute threads), so that requests over the queue "
+             "are answered 429 at once rather than left waiting.")
+    connection_limit: int = setting(
+        1000, type=click.IntRange(1, 100_000),
+        help="Open connections held at once; more wait in the listen backlog. The open-file "
+             "limit is raised to fit where the system allows.")
+    channel_timeout: int = setting(
+        30, type=click.IntRange(1, 3600),
+        help="Seconds a connection may sit idle or stall mid-request before it is closed.")
+    shutdown_timeout: float = setting(
+        30.0, type=FiniteFloat(0),
+        help="On Ctrl-C or SIGTERM, seconds to wait for running jobs (they stop at their next "
+             "tile); a second Ctrl-C quits at once.")
 
 
 class _Signals:
@@ -132,7 +148,7 @@ def make_server(app, http: HttpConfig, body_limit: int):
                         "'srgan-toolkit[serve]'") from None
     try:
         server = create_server(
-            app, host=http.host, port=http.port, threads=http.threads, ident="srrun",
+            app, host=http.host, port=http.port, threads=http.http_threads, ident="srrun",
             max_request_body_size=body_limit,
             connection_limit=fit_fd_limit(http.connection_limit),
             channel_timeout=http.channel_timeout,
