@@ -50,9 +50,69 @@ def _whole(backend):
     return Upscaler(backend=backend, tile=0).upscale
 
 
+def _float_layer_tradeoff(onnx_path: Path, data: Path, x: np.ndarray, args, backends: dict,
+                          pairs14: list, fp32_14: dict) -> dict:
+    """Each choice of layers kept in float: its speed against fp32 and its PSNR loss."""
+    import onnx
+
+    from srgan_export.quantize import (
+        CalibrationOptions,
+        calibration_batches,
+        float_nodes,
+        quantize_int8,
+    )
+    from srgan_runtime.backends import open_backend
+
+    model = onnx.load(str(onnx_path))
+    by_name = {n.name: n for n in model.graph.node}
+    kept = float_nodes(model)
+    head = [k for k in kept if by_name[k].op_type == "Conv"
+            and by_name[k].input[0] == model.graph.input[0].name]
+    skip = [k for k in kept if k not in head]
+    producer = {o: n for n in model.graph.node for o in n.output}
+    final = producer[model.graph.output[0].name]
+    residual = next(producer[i] for i in final.input if producer[i].name not in skip)
+    tail = [producer[residual.input[0]].name] if residual.op_type == "DepthToSpace" else []
+    choices = {"nothing": [], "skip branch + final add": skip,
+               "skip + input conv (shipped)": skip + head,
+               "skip + input conv + output conv": skip + head + tail}
+    batches = calibration_batches(data / "T91" / "HR", 4, CalibrationOptions())
+    tradeoff = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        variants = {}
+        for label, keep in choices.items():
+            path = Path(tmp) / f"v{len(variants)}.onnx"
+            quantize_int8(onnx_path, path, batches, keep)
+            variants[label] = open_backend(path, "openvino", "cpu", "int8")
+        vsecs = _interleaved({k: (lambda b=b: b.run_float(x)) for k, b in variants.items()}
+                             | {"fp32": lambda: backends["openvino fp32"].run_float(x)},
+                             args.rounds)
+        for label, b in variants.items():
+            s = _score(pairs14, _whole(b))
+            tradeoff[label] = {"kept_float": choices[label],
+                               "ms_per_tile": round(1000 * vsecs[label] / args.batch, 1),
+                               "x_vs_fp32": round(vsecs["fp32"] / vsecs[label], 3),
+                               "psnr": s["psnr"],
+                               "loss_db": round(fp32_14["psnr"] - s["psnr"], 4)}
+
+    return tradeoff
+
+
+def _print(args, check: str, speed: dict, parity: dict, quality: dict, tradeoff: dict) -> None:
+    print(f"per {args.tile}x{args.tile} tile, batch {args.batch} ({args.rounds} rounds):")
+    for k, v in speed.items():
+        print(f"  {k:18s} {v['ms_per_tile']:8.1f} ms  {v['x_vs_openvino_bf16']:.2f}x of "
+              f"openvino bf16   parity on {check} {parity[k]:.2f} dB")
+    for name, q in quality.items():
+        print(f"  {name}: fp32 {q['fp32']['psnr']:.3f} dB / {q['fp32']['ssim']:.4f}, int8 "
+              f"{q['int8']['psnr']:.3f} dB / {q['int8']['ssim']:.4f}, loss {q['loss_db']:.3f} dB")
+    for label, t in tradeoff.items():
+        print(f"  float: {label:34s} {t['ms_per_tile']:7.1f} ms ({t['x_vs_fp32']:.2f}x fp32), "
+              f"{check} loss {t['loss_db']:.3f} dB")
+
+
 def main() -> None:
     from srgan_export.parity import compare_outputs
-    from srgan_export.quantize import CalibrationOptions, calibration_batches, quantize_int8
     from srgan_runtime.backends import open_backend
     from srgan_runtime.core.imageio import to_nchw
     from srgan_runtime.core.machine import machine_info
@@ -101,59 +161,16 @@ def main() -> None:
         quality[name] = q
 
     # 4. Which layers stay float: each choice's speed and loss on the check set.
-    import onnx
-
-    from srgan_export.quantize import float_nodes
-
-    model = onnx.load(str(files["onnx"]))
-    by_name = {n.name: n for n in model.graph.node}
-    kept = float_nodes(model)
-    head = [k for k in kept if by_name[k].op_type == "Conv"
-            and by_name[k].input[0] == model.graph.input[0].name]
-    skip = [k for k in kept if k not in head]
-    producer = {o: n for n in model.graph.node for o in n.output}
-    final = producer[model.graph.output[0].name]
-    residual = next(producer[i] for i in final.input if producer[i].name not in skip)
-    tail = [producer[residual.input[0]].name] if residual.op_type == "DepthToSpace" else []
-    choices = {"nothing": [], "skip branch + final add": skip,
-               "skip + input conv (shipped)": skip + head,
-               "skip + input conv + output conv": skip + head + tail}
-    batches = calibration_batches(data / "T91" / "HR", 4, CalibrationOptions())
-    tradeoff = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        variants = {}
-        for label, keep in choices.items():
-            path = Path(tmp) / f"v{len(variants)}.onnx"
-            quantize_int8(files["onnx"], path, batches, keep)
-            variants[label] = open_backend(path, "openvino", "cpu", "int8")
-        vsecs = _interleaved({k: (lambda b=b: b.run_float(x)) for k, b in variants.items()}
-                             | {"fp32": lambda: backends["openvino fp32"].run_float(x)},
-                             args.rounds)
-        fp32_14 = quality.get(check, {}).get("fp32") or _score(
-            pairs14, _whole(backends["openvino fp32"]))
-        for label, b in variants.items():
-            s = _score(pairs14, _whole(b))
-            tradeoff[label] = {"kept_float": choices[label],
-                               "ms_per_tile": round(1000 * vsecs[label] / args.batch, 1),
-                               "x_vs_fp32": round(vsecs["fp32"] / vsecs[label], 3),
-                               "psnr": s["psnr"],
-                               "loss_db": round(fp32_14["psnr"] - s["psnr"], 4)}
+    fp32_14 = quality.get(check, {}).get("fp32") or _score(
+        pairs14, _whole(backends["openvino fp32"]))
+    tradeoff = _float_layer_tradeoff(files["onnx"], data, x, args, backends, pairs14, fp32_14)
 
     doc = {"machine": machine_info(), "model": str(gen.name),
            "settings": {"tile": args.tile, "batch": args.batch, "rounds": args.rounds,
                         "calibration": "T91 HR, 64 crops of 64x64 LR"},
            "check_set": check, "speed": speed, "parity_vs_torch_fp32_worst_db": parity,
            "quality_vs_hr": quality, "float_layers_tradeoff": tradeoff}
-    print(f"per {args.tile}x{args.tile} tile, batch {args.batch} ({args.rounds} rounds):")
-    for k, v in speed.items():
-        print(f"  {k:18s} {v['ms_per_tile']:8.1f} ms  {v['x_vs_openvino_bf16']:.2f}x of "
-              f"openvino bf16   parity on {check} {parity[k]:.2f} dB")
-    for name, q in quality.items():
-        print(f"  {name}: fp32 {q['fp32']['psnr']:.3f} dB / {q['fp32']['ssim']:.4f}, int8 "
-              f"{q['int8']['psnr']:.3f} dB / {q['int8']['ssim']:.4f}, loss {q['loss_db']:.3f} dB")
-    for label, t in tradeoff.items():
-        print(f"  float: {label:34s} {t['ms_per_tile']:7.1f} ms ({t['x_vs_fp32']:.2f}x fp32), "
-              f"{check} loss {t['loss_db']:.3f} dB")
+    _print(args, check, speed, parity, quality, tradeoff)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=2) + "\n")

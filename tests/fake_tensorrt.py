@@ -70,6 +70,19 @@ def make_tensorrt(version: str = "10.9.0", *, scale: int = 2, timing_cache_none:
     dtypes = enum.IntEnum("DataType", ["FLOAT", "HALF", "BF16"])
     trt.float32, trt.float16, trt.bfloat16 = dtypes.FLOAT, dtypes.HALF, dtypes.BF16
     trt.Logger = Logger
+    o = types.SimpleNamespace(version=version, v=v, scale=scale, note_logger=note_logger,
+                              timing_cache_none=timing_cache_none,
+                              lose_timing_cache=lose_timing_cache, context_none=context_none,
+                              build_fails=build_fails)
+    _builder_api(trt, o)
+    _runtime_api(trt, o)
+    return trt
+
+
+def _config_classes(trt: types.ModuleType, o: types.SimpleNamespace) -> tuple[type, type]:
+    """The optimization profile and the builder config (timing caches included)."""
+    calls, version = trt.calls, o.version
+    timing_cache_none, lose_timing_cache = o.timing_cache_none, o.lose_timing_cache
 
     class TimingCache:
         def __init__(self, owner: str, entries: int) -> None:
@@ -137,6 +150,15 @@ def make_tensorrt(version: str = "10.9.0", *, scale: int = 2, timing_cache_none:
             self.profiles.append(profile)
             return len(self.profiles) - 1
 
+    return Profile, Config
+
+
+def _builder_api(trt: types.ModuleType, o: types.SimpleNamespace) -> None:
+    """Builder, OnnxParser and what building an engine touches."""
+    calls, scale, note_logger, build_fails = trt.calls, o.scale, o.note_logger, o.build_fails
+
+    Profile, Config = _config_classes(trt, o)
+
     class Network:
         def __init__(self, flags: int) -> None:
             self.flags = flags
@@ -178,6 +200,11 @@ def make_tensorrt(version: str = "10.9.0", *, scale: int = 2, timing_cache_none:
             return PLAN_MAGIC + json.dumps(meta).encode()
 
     trt.Builder, trt.OnnxParser = Builder, Parser
+
+
+def _context_class(trt: types.ModuleType, o: types.SimpleNamespace) -> type:
+    """An execution context: shapes, addresses, device memory by version, and the run."""
+    calls, v = trt.calls, o.v
 
     class Context:
         def __init__(self, engine, strategy) -> None:
@@ -240,6 +267,15 @@ def make_tensorrt(version: str = "10.9.0", *, scale: int = 2, timing_cache_none:
 
         Context.device_memory = property(lambda self: self.memory, set_memory)
 
+    return Context
+
+
+def _runtime_api(trt: types.ModuleType, o: types.SimpleNamespace) -> None:
+    """Runtime, the engine and its execution context (nearest-neighbour upsampling)."""
+    calls, v, note_logger, context_none = trt.calls, o.v, o.note_logger, o.context_none
+
+    Context = _context_class(trt, o)
+
     class Engine:
         num_io_tensors = 2
 
@@ -278,4 +314,3 @@ def make_tensorrt(version: str = "10.9.0", *, scale: int = 2, timing_cache_none:
             return Engine(json.loads(bytes(blob)[len(PLAN_MAGIC):]))
 
     trt.Runtime = Runtime
-    return trt

@@ -195,3 +195,21 @@ def test_readme_shows_the_current_support_table() -> None:
     from srgan_runtime.backends.support import support_summary
 
     assert support_summary() in (REPO / "README.md").read_text()
+
+
+MAX_FUNCTION_LINES = 100
+
+
+def test_no_function_is_longer_than_100_lines() -> None:
+    """Counted from the first decorator to the last line, so that a command's options count:
+    they are generated from the settings dataclasses instead of written out."""
+    long = []
+    folders = [REPO / f for f in ("runtime", "export", "srgan_train", "benchmarks", "tests")]
+    for path in sorted(p for folder in folders for p in folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                lines = node.end_lineno - start + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(REPO)}:{start} {node.name} ({lines} lines)")
+    assert long == []

@@ -131,10 +131,109 @@ def _upscaler(path: Path, config: ServeConfig):
     return Upscaler(path, config.upscale)
 
 
+class _Service:
+    """What the routes share: the models, the job queue and the private upload folder."""
+
+    def __init__(self, config: ServeConfig, models: Models, upload_dir: str) -> None:
+        self.config, self.models, self.upload_dir = config, models, upload_dir
+        self.queue = JobQueue(self.run, config.workers, config.queue, config.result_ttl,
+                              config.max_result_mb << 20)
+
+    def run(self, job: Job) -> None:
+        """Upscale and encode one job (a queue worker)."""
+        from ..core.imageio import encode_image
+
+        def on_tile(_key, done: int, total: int) -> None:
+            job.done, job.total = done, total
+            self.queue.check_stop()  # a stopping server cancels the job here, between tiles
+
+        up = self.models.get(job.model)
+        ((_, out, stats),) = list(up.upscale_many([(job.id, job.payload)], on_tile=on_tile))
+        if out is None:
+            job.error, job.status = stats.error or "upscaling failed", 422
+            return
+        fmt = {v: k for k, v in MIME.items()}[job.mime]
+        job.result = encode_image(out, fmt)  # 16-bit stays 16 in PNG, is rounded for JPEG/WebP
+        job.size = (out.width, out.height)
+
+    def accept(self, request) -> Job:
+        """Check and decode the upload; a Job ready for the queue, or an ApiError."""
+        upload = request.files.get("image")
+        if upload is None:
+            raise ApiError(400, "no image: send the file as the multipart field 'image'")
+        name = request.form.get("model") or self.models.default
+        if name not in self.models.paths:
+            raise ApiError(400, f"unknown model {name[:40]!r} (see /api/models)")
+        want = request.form.get("format", "png")
+        if want not in ("png", "input"):
+            raise ApiError(400, "format must be png or input")
+        limit = self.config.max_upload_bytes
+        data = upload.read(limit + 1)
+        if not data:
+            raise ApiError(400, "the uploaded file is empty")
+        if len(data) > limit:
+            raise ApiError(413, f"the file is over the limit of {limit:,} bytes "
+                                f"({self.config.max_upload_mb:g} MB)")
+        fmt_in = self._check_header(data, name)
+        picture = self._decode(data)
+        fmt = _FROM_PILLOW.get(fmt_in or "", "png") if want == "input" else "png"
+        if fmt == "jpg" and picture.alpha is not None:
+            fmt = "png"  # JPEG has no alpha
+        scale = self.models.info[name].scale
+        return Job(model=name, filename=f"{safe_stem(upload.filename)}_x{scale}.{fmt}",
+                   mime=MIME[fmt], payload=picture)
+
+    def _check_header(self, data: bytes, model: str) -> str | None:
+        """The size from the header alone, refused before any pixel is decoded; returns
+        Pillow's name of the format."""
+        from PIL import Image, UnidentifiedImageError
+
+        max_pixels = self.config.max_pixels
+        try:
+            with Image.open(BytesIO(data)) as im:
+                (w, h), fmt_in = im.size, im.format
+        except Image.DecompressionBombError:
+            raise ApiError(413, f"over the limit of {max_pixels:,} pixels") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            raise ApiError(400, "not an image (or in a format this server cannot read)") from None
+        if w * h > max_pixels:
+            raise ApiError(413, f"{w}x{h} is {w * h:,} pixels, over the limit of {max_pixels:,}")
+        problem = self.models.get(model).size_problem(w, h)
+        if problem:
+            raise ApiError(413, f"{w}x{h}: {problem}")
+        return fmt_in
+
+    def _decode(self, data: bytes):
+        """The upload decoded as the command line decodes files (one reader), from a private
+        temporary file with a random name, removed whatever happens."""
+        from ..core.imageio import load_image
+
+        fd, tmp = tempfile.mkstemp(dir=self.upload_dir, suffix=".upload")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return load_image(Path(tmp), self.config.max_pixels)
+        except SkippedImage as exc:
+            raise ApiError(400, exc.reason) from None
+        except ImageError as exc:  # the message would name the temporary file: reason only
+            big = "bomb" in exc.reason or "pixels" in exc.reason
+            raise ApiError(413 if big else 400, exc.reason) from None
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    def submit(self, job: Job) -> Job:
+        try:
+            return self.queue.submit(job)
+        except Stopping:
+            raise ApiError(503, "the server is shutting down") from None
+        except QueueFull:
+            raise ApiError(429, f"busy: {self.queue.capacity} images are queued or running; "
+                                "retry shortly", {"Retry-After": "5"}) from None
+
+
 def create_app(config: ServeConfig | None = None, factory=None):
     """The Flask app. ``factory(path) -> Upscaler`` replaces how models are opened (tests)."""
-    from flask import Flask, jsonify, request, send_from_directory
-    from werkzeug.exceptions import HTTPException
+    from flask import Flask
 
     config = config or ServeConfig()
     models = Models(config, factory)
@@ -147,98 +246,18 @@ def create_app(config: ServeConfig | None = None, factory=None):
     app.config["MAX_CONTENT_LENGTH"] = config.body_limit  # waitress refuses larger first
     app.config["MAX_FORM_MEMORY_SIZE"] = FORM_MEMORY
     app.config["TRAP_HTTP_EXCEPTIONS"] = False
+    service = _Service(config, models, upload_dir)
+    app.extensions["srgan"] = {"models": models, "queue": service.queue,
+                               "upload_dir": upload_dir}
+    _add_headers_and_errors(app, config)
+    _add_pages(app)
+    _add_api(app, service)
+    return app
 
-    def run(job: Job) -> None:
-        picture = job.payload
-        up = models.get(job.model)
 
-        def on_tile(_key, done: int, total: int) -> None:
-            job.done, job.total = done, total
-            queue.check_stop()  # a stopping server cancels the job here, between tiles
-
-        ((_, out, stats),) = list(up.upscale_many([(job.id, picture)], on_tile=on_tile))
-        if out is None:
-            job.error, job.status = stats.error or "upscaling failed", 422
-            return
-        from ..core.imageio import encode_image
-
-        fmt = {v: k for k, v in MIME.items()}[job.mime]
-        job.result = encode_image(out, fmt)  # 16-bit stays 16 in PNG, is rounded for JPEG/WebP
-        job.size = (out.width, out.height)
-
-    queue = JobQueue(run, config.workers, config.queue, config.result_ttl,
-                     config.max_result_mb << 20)
-    app.extensions["srgan"] = {"models": models, "queue": queue, "upload_dir": upload_dir}
-
-    def accept() -> Job:
-        """Check and decode the upload; a Job ready for the queue, or an ApiError."""
-        from PIL import Image, UnidentifiedImageError
-
-        from ..core.imageio import load_image
-
-        upload = request.files.get("image")
-        if upload is None:
-            raise ApiError(400, "no image: send the file as the multipart field 'image'")
-        name = request.form.get("model") or models.default
-        if name not in models.paths:
-            raise ApiError(400, f"unknown model {name[:40]!r} (see /api/models)")
-        want = request.form.get("format", "png")
-        if want not in ("png", "input"):
-            raise ApiError(400, "format must be png or input")
-        data = upload.read(config.max_upload_bytes + 1)
-        if not data:
-            raise ApiError(400, "the uploaded file is empty")
-        if len(data) > config.max_upload_bytes:
-            raise ApiError(413, f"the file is over the limit of {config.max_upload_bytes:,} "
-                                f"bytes ({config.max_upload_mb:g} MB)")
-        try:
-            with Image.open(BytesIO(data)) as im:  # the header only: size before pixels
-                (w, h), fmt_in = im.size, im.format
-        except Image.DecompressionBombError:
-            raise ApiError(413, f"over the limit of {config.max_pixels:,} pixels") from None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-            raise ApiError(400, "not an image (or in a format this server cannot read)") from None
-        if w * h > config.max_pixels:
-            raise ApiError(413, f"{w}x{h} is {w * h:,} pixels, over the limit of "
-                                f"{config.max_pixels:,}")
-        problem = models.get(name).size_problem(w, h)
-        if problem:
-            raise ApiError(413, f"{w}x{h}: {problem}")
-        fd, tmp = tempfile.mkstemp(dir=upload_dir, suffix=".upload")  # a random name
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            picture = load_image(Path(tmp), config.max_pixels)
-        except SkippedImage as exc:
-            raise ApiError(400, exc.reason) from None
-        except ImageError as exc:  # the message would name the temporary file: reason only
-            big = "bomb" in exc.reason or "pixels" in exc.reason
-            raise ApiError(413 if big else 400, exc.reason) from None
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        fmt = _FROM_PILLOW.get(fmt_in or "", "png") if want == "input" else "png"
-        if fmt == "jpg" and picture.alpha is not None:
-            fmt = "png"  # JPEG has no alpha
-        scale = models.info[name].scale
-        return Job(model=name, filename=f"{safe_stem(upload.filename)}_x{scale}.{fmt}",
-                   mime=MIME[fmt], payload=picture)
-
-    def submit(job: Job) -> Job:
-        try:
-            return queue.submit(job)
-        except Stopping:
-            raise ApiError(503, "the server is shutting down") from None
-        except QueueFull:
-            raise ApiError(429, f"busy: {queue.capacity} images are queued or running; "
-                                "retry shortly", {"Retry-After": "5"}) from None
-
-    def image_response(job: Job, download: bool):
-        from flask import Response
-
-        disposition = "attachment" if download else "inline"
-        return Response(job.result, mimetype=job.mime, headers={
-            "Content-Disposition": f'{disposition}; filename="{job.filename}"',
-            "X-Job-Id": job.id, "Cache-Control": "no-store"})
+def _add_headers_and_errors(app, config: ServeConfig) -> None:
+    from flask import jsonify, request
+    from werkzeug.exceptions import HTTPException
 
     @app.after_request
     def headers(resp):
@@ -267,6 +286,10 @@ def create_app(config: ServeConfig | None = None, factory=None):
         log.exception("internal error")
         return jsonify(error=f"internal error ({type(exc).__name__}); see the server log"), 500
 
+
+def _add_pages(app) -> None:
+    from flask import send_from_directory
+
     @app.get("/")
     def index():
         return send_from_directory(STATIC, "index.html")
@@ -280,6 +303,21 @@ def create_app(config: ServeConfig | None = None, factory=None):
     @app.get("/favicon.ico")
     def favicon():
         return send_from_directory(STATIC, "icon.svg", mimetype="image/svg+xml")
+
+
+def _image_response(job: Job, download: bool):
+    from flask import Response
+
+    disposition = "attachment" if download else "inline"
+    return Response(job.result, mimetype=job.mime, headers={
+        "Content-Disposition": f'{disposition}; filename="{job.filename}"',
+        "X-Job-Id": job.id, "Cache-Control": "no-store"})
+
+
+def _add_api(app, service: _Service) -> None:
+    from flask import jsonify, request
+
+    config, models, queue = service.config, service.models, service.queue
 
     @app.get("/healthz")
     def healthz():
@@ -296,7 +334,7 @@ def create_app(config: ServeConfig | None = None, factory=None):
         from concurrent.futures import CancelledError
         from concurrent.futures import TimeoutError as Pending
 
-        job = submit(accept())
+        job = service.submit(service.accept(request))
         try:
             job.future.exception(timeout=config.wait_seconds)
         except CancelledError:
@@ -306,32 +344,31 @@ def create_app(config: ServeConfig | None = None, factory=None):
                                 f"job {job.id} (GET /api/jobs/{job.id})") from None
         if job.error:
             raise ApiError(job.status, job.error)
-        return image_response(job, download=request.args.get("download") == "1")
+        return _image_response(job, download=request.args.get("download") == "1")
 
     @app.post("/api/jobs")
     def api_jobs():
-        job = submit(accept())
+        job = service.submit(service.accept(request))
         return jsonify(job.to_dict()), 202, {"Location": f"/api/jobs/{job.id}"}
+
+    def known(job_id: str) -> Job:
+        job = queue.get(job_id)
+        if job is None:
+            raise ApiError(404, "no such job (unknown, or its result expired)")
+        return job
 
     @app.get("/api/jobs/<job_id>")
     def api_job(job_id: str):
-        job = queue.get(job_id)
-        if job is None:
-            raise ApiError(404, "no such job (unknown, or its result expired)")
-        return jsonify(job.to_dict())
+        return jsonify(known(job_id).to_dict())
 
     @app.get("/api/jobs/<job_id>/result")
     def api_result(job_id: str):
-        job = queue.get(job_id)
-        if job is None:
-            raise ApiError(404, "no such job (unknown, or its result expired)")
+        job = known(job_id)
         if job.state in ("queued", "running"):
             raise ApiError(409, f"not ready: {job.state}")
         if job.error or job.result is None:
             raise ApiError(job.status if job.error else 404, job.error or "no result")
-        return image_response(job, download=request.args.get("download") == "1")
-
-    return app
+        return _image_response(job, download=request.args.get("download") == "1")
 
 
 def serve(config: ServeConfig, http: HttpConfig | None = None) -> int:
