@@ -11,7 +11,6 @@ built it.
 from __future__ import annotations
 
 import logging
-import tempfile
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,8 +19,10 @@ import numpy as np
 
 from srgan_runtime.core import __version__
 from srgan_runtime.core.errors import UserError
-from srgan_runtime.core.files import atomic_write, file_sha256
+from srgan_runtime.core.files import file_sha256
 from srgan_runtime.core.modelinfo import AOTI_PRECISIONS, ModelInfo, describe
+
+from .landing import land
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,8 @@ def export_aoti(source: Path, out: Path, options: AotiOptions | None = None):
     example = example.contiguous(memory_format=torch.channels_last)
     meta = {**package_metadata(info), "device": "cuda" if opts.device.startswith("cuda")
             else "cpu", "torch_version": torch.__version__}
-    with tempfile.TemporaryDirectory(dir=out.parent or Path(".")) as tmp:
-        staged = Path(tmp) / out.name
+
+    def make(staged: Path):
         with warnings.catch_warnings():  # torch's internal deprecations are not the user's
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -117,15 +118,9 @@ def export_aoti(source: Path, out: Path, options: AotiOptions | None = None):
             torch._inductor.aoti_compile_and_package(
                 program, package_path=str(staged),
                 inductor_configs={"freezing": True, "aot_inductor.metadata": meta})
-        report = None
-        if opts.verify:
-            report = verify_package(staged, source, opts.data_dir)
-            if not report.passed:
-                for line in report.lines():
-                    log.error("%s", line)
-                raise UserError(f"{out}: not written: the package failed its parity gate "
-                                f"({report.label})")
-        atomic_write(out, lambda t: t.write_bytes(staged.read_bytes()))
+        return verify_package(staged, source, opts.data_dir) if opts.verify else None
+
+    report = land(out, make)
     return describe(out), report
 
 

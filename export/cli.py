@@ -77,7 +77,7 @@ def onnx(ckpt: Path, out: Path, fp16: bool, int8: bool, calibration: Path | None
         res = export_onnx(_resolve_generator(ckpt), out, opts)
     except ParityError as exc:
         _print_report(exc.report, as_json)
-        raise UserError(f"{out}: not written: the export failed its parity gate") from None
+        raise
     if res.parity is not None:
         _print_report(res.parity, as_json)
     shape = f"static {res.info.static_shape}" if res.info.static_shape else "dynamic N,H,W"
@@ -144,10 +144,18 @@ def trt(model: Path, out: Path, fp16: bool, min_s, opt_s, max_s, static, workspa
         opt_level: int, hardware_compat: str, tf32: bool, timing_cache, cache_dir, scale, ckpt,
         no_verify: bool, data_dir, overwrite: bool) -> None:
     """Build a TensorRT engine from an ONNX file, with a JSON manifest beside it."""
+    from srgan_runtime.core.manifest import manifest_path
     from srgan_runtime.core.modelinfo import describe
 
+    from .landing import land
     from .onnx_export import check_output_path
-    from .trt_engine import BuildOptions, build_engine, compute_profile, trt_environment
+    from .trt_engine import (
+        BuildOptions,
+        build_engine,
+        check_engine,
+        compute_profile,
+        trt_environment,
+    )
 
     check_output_path(out, overwrite)
     info = describe(model, int(scale) if scale else None)
@@ -157,22 +165,27 @@ def trt(model: Path, out: Path, fp16: bool, min_s, opt_s, max_s, static, workspa
     options = BuildOptions(workspace_gib=workspace, opt_level=opt_level, fp16=fp16,
                            hardware_compat=hardware_compat, tf32=tf32).validate()
     env = trt_environment()  # one line and exit 2 where TensorRT or CUDA is missing
-    res = build_engine(model, out, info, profile, options, timing_cache=timing_cache,
-                       cache_dir=cache_dir, overwrite=overwrite, env=env)
-    m = res.manifest
-    click.echo(f"{'reused cached' if res.from_cache else 'built'} {m.precision} engine "
-               f"{out} (TensorRT {m.tensorrt_version}, {m.gpu_name}, sm {m.compute_capability}, "
-               f"profile min {m.profile['min']} opt {m.profile['opt']} max {m.profile['max']})")
-    if no_verify:
-        click.echo("engine NOT verified (--no-verify)")
-        return
-    from .trt_engine import check_engine
+    built = {}
 
-    report = check_engine(out, model, info, env, ckpt=_resolve_generator(ckpt) if ckpt else None,
-                          data_dir=data_dir, cache_dir=cache_dir)
-    _print_report(report, False)
-    if not report.passed:
-        raise UserError(f"{out}: removed: the engine failed its parity gate")
+    def make(staged: Path):
+        built["res"] = res = build_engine(model, staged, info, profile, options,
+                                          timing_cache=timing_cache, cache_dir=cache_dir,
+                                          env=env)
+        m = res.manifest
+        click.echo(f"{'reused cached' if res.from_cache else 'built'} {m.precision} engine "
+                   f"(TensorRT {m.tensorrt_version}, {m.gpu_name}, sm {m.compute_capability}, "
+                   f"profile min {m.profile['min']} opt {m.profile['opt']} max "
+                   f"{m.profile['max']})")
+        if no_verify:
+            return None
+        report = check_engine(staged, model, info, env, data_dir=data_dir, cache_dir=cache_dir,
+                              ckpt=_resolve_generator(ckpt) if ckpt else None)
+        _print_report(report, False)
+        return report
+
+    report = land(out, make, companions=(manifest_path,))
+    click.echo(f"wrote {out} and its manifest; "
+               + ("NOT verified (--no-verify)" if report is None else "verified"))
 
 
 @cli.command()
@@ -199,11 +212,16 @@ def aoti(model: str, out: Path, device: str, precision: str, tile: int, batch: i
     from srgan_runtime.core.modelinfo import resolve_weights
 
     from .aoti import AotiOptions, export_aoti
+    from .landing import ParityError
 
     t0 = time.perf_counter()
-    info, report = export_aoti(resolve_weights(model), out, AotiOptions(
-        device=device, precision=precision, tile=tile, batch=batch, verify=not no_verify,
-        data_dir=data_dir, overwrite=overwrite))
+    try:
+        info, report = export_aoti(resolve_weights(model), out, AotiOptions(
+            device=device, precision=precision, tile=tile, batch=batch, verify=not no_verify,
+            data_dir=data_dir, overwrite=overwrite))
+    except ParityError as exc:
+        _print_report(exc.report, False)
+        raise
     if report is not None:
         _print_report(report, False)
     b, h, w = info.static

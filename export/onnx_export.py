@@ -15,6 +15,7 @@ from srgan_runtime.core import __version__
 from srgan_runtime.core.errors import UserError, first_line
 from srgan_runtime.core.modelinfo import ModelInfo, describe
 
+from .landing import ParityError, land
 from .parity import Gate, ParityReport, run_parity, torch_reference, verification_inputs
 
 log = logging.getLogger(__name__)
@@ -325,32 +326,27 @@ FOREIGN_STATIC_TILE = 256
 def _export_verified(module, network, base: ModelInfo, opts: OnnxExportOptions,
                      calibration: list | None, out: Path) -> OnnxExportResult:
     """Trace (and quantize), finalise, verify; the file lands at ``out`` only if it passes."""
-    from srgan_runtime.core.files import atomic_write
-
     info = replace(base, static_shape=",".join(map(str, opts.static)) if opts.static else "")
     example = example_input(info, opts.static)
     result: dict = {}
 
-    def write(tmp: Path) -> None:
+    def make(staged: Path) -> ParityReport | None:
         if calibration is None:
-            _trace(module, example, opts.opset, opts.static is not None, tmp, info)
-            result["ops"] = _finalise(tmp, info)
+            _trace(module, example, opts.opset, opts.static is not None, staged, info)
+            result["ops"] = _finalise(staged, info)
         else:
-            result["kept_float"] = _quantized(module, example, opts, info, calibration, tmp)
-            result["ops"] = _finalise(tmp, info, relabel=False)
-        if opts.verify:
-            report = verify_onnx(tmp, network, info, opts.data_dir, name=out.name)
-            result["parity"] = report
-            if not report.passed:
-                raise _GateFailed(report)
+            result["kept_float"] = _quantized(module, example, opts, info, calibration, staged)
+            result["ops"] = _finalise(staged, info, relabel=False)
+        if not opts.verify:
+            return None
+        result["parity"] = verify_onnx(staged, network, info, opts.data_dir, name=out.name)
+        return result["parity"]
 
     try:
-        atomic_write(out, write)
-    except _GateFailed as exc:
-        raise ParityError(exc.report) from None
+        land(out, make)
+    except UserError:
+        raise
     except Exception as exc:
-        if isinstance(exc, UserError):
-            raise
         raise UserError(f"the exported graph does not run ({first_line(exc)})") from exc
     return OnnxExportResult(out, replace(info, path=str(out)), result.get("parity"),
                             result.get("ops", {}), result.get("kept_float", []))
@@ -388,20 +384,6 @@ def _quantized(module, example, opts: OnnxExportOptions, info: ModelInfo, batche
         return quantize_int8(fp32, out, batches)
     finally:
         fp32.unlink(missing_ok=True)
-
-
-class _GateFailed(Exception):
-    def __init__(self, report: ParityReport) -> None:
-        super().__init__(report.label)
-        self.report = report
-
-
-class ParityError(UserError):
-    """The exported model failed its parity gate; carries the report."""
-
-    def __init__(self, report: ParityReport) -> None:
-        super().__init__(report.lines()[-1])
-        self.report = report
 
 
 def verify_file(onnx_path: Path, generator_path: Path, scale: int | None = None,
