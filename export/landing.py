@@ -33,8 +33,12 @@ def land(out: Path, make: Callable[[Path], ParityReport | None], *,
     an engine's manifest) then replace ``out``'s. A report that did not pass raises
     :class:`ParityError`, and nothing lands."""
     out = Path(out)
-    with tempfile.TemporaryDirectory(dir=out.parent if str(out.parent) else ".",
-                                     prefix=f".{out.name}.") as tmp:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder = tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.")
+    except OSError as exc:  # name the folder the user chose, not our staging folder
+        raise OSError(exc.errno, f"cannot write here ({exc.strerror})", str(out.parent)) from None
+    with folder as tmp:
         staged = Path(tmp) / out.name
         report = make(staged)
         if report is not None and not report.passed:

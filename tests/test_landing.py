@@ -53,6 +53,12 @@ def test_a_failing_artifact_never_lands_and_the_old_file_stays(tmp_path: Path) -
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
 
 
+def test_a_missing_folder_is_made(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "deeper" / "model.onnx"
+    land(out, _make(True))
+    assert out.read_bytes() == b"new artifact"
+
+
 def test_an_artifact_whose_making_fails_leaves_nothing(tmp_path: Path) -> None:
     out = tmp_path / "model.pt2"
 

@@ -191,10 +191,23 @@ def test_torch_is_imported_lazily_outside_training() -> None:
                 assert not any(_top(m) == "torch" for m in mods), f"{name}: top-level torch"
 
 
-def test_readme_shows_the_current_support_table() -> None:
+def test_architecture_doc_shows_the_current_support_table() -> None:
     from srgan_runtime.backends.support import support_summary
 
-    assert support_summary() in (REPO / "README.md").read_text()
+    assert support_summary() in (REPO / "docs" / "architecture.md").read_text()
+
+
+def test_readme_layout_table_lists_the_layers_in_order() -> None:
+    import re
+
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Layout"):]
+    rows = re.findall(r"^\| `([a-z_.]+)` \| `([a-z_/]+)/` \|", section, re.M)
+    assert tuple(name for name, _ in rows) == LAYERS
+    for name, folder in rows:
+        package = name.split(".")[0]
+        assert (PACKAGES[package] / folder.removeprefix(PACKAGES[package].name + "/")
+                ).is_dir() or (REPO / folder).is_dir(), folder
 
 
 MAX_FUNCTION_LINES = 100

@@ -36,6 +36,23 @@ def cpu_flags() -> frozenset[str]:
     return frozenset((_cpuinfo_field("flags") or "").split())
 
 
+# The flags that change which paths are fast here (bf16, int8 dot products, wide vectors).
+SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16",
+               "amx_int8")
+
+
+def isa_level(flags: frozenset[str] | None = None) -> str:
+    """The widest instruction set that matters for speed here: ``amx``, ``avx512bf16``,
+    ``avx512``, ``avx2`` or ``base``: two machines of the same model name but different flags
+    get different benchmark labels."""
+    flags = cpu_flags() if flags is None else flags
+    for level, needs in (("amx", {"amx_tile"}), ("avx512bf16", {"avx512_bf16"}),
+                         ("avx512", {"avx512f"}), ("avx2", {"avx2"})):
+        if needs <= flags:
+            return level
+    return "base"
+
+
 def native_bf16() -> bool:
     """Whether the CPU computes bf16 natively (AVX512_BF16 or AMX); without it, bf16 is
     emulated and far slower than fp32. ``SRGAN_NATIVE_BF16=0`` or ``1`` overrides the
@@ -56,7 +73,10 @@ def may_have_cuda() -> bool:
 
 
 def machine_info() -> dict[str, object]:
+    flags = cpu_flags()
     info: dict[str, object] = {"cpu": cpu_model(), "cores": os.cpu_count(),
+                               "isa": isa_level(flags),
+                               "cpu_flags": [f for f in SPEED_FLAGS if f in flags],
                                "python": platform.python_version(), "toolkit": __version__,
                                "native_bf16": native_bf16()}
     if importlib.util.find_spec("torch") is not None:
@@ -75,11 +95,14 @@ def machine_info() -> dict[str, object]:
 
 
 def slug(info: dict[str, object] | None = None) -> str:
-    """A file-name-safe machine name, e.g. ``amd-epyc-2c``."""
+    """A file-name-safe machine name with its instruction-set level, e.g.
+    ``amd-epyc-avx512bf16-2c`` (a GPU: its name)."""
     info = info or machine_info()
     name = str(info.get("gpu") or info["cpu"])
     base = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()
-    return f"{base}-{info['cores']}c" if "gpu" not in info else base
+    if "gpu" in info:
+        return base
+    return f"{base}-{info.get('isa') or isa_level()}-{info['cores']}c"
 
 
 if __name__ == "__main__":

@@ -54,3 +54,23 @@ def write_textures(folder: Path, count: int, size: tuple[int, int] = (192, 256),
         save_png(texture(rng, size[0], size[1]), p)
         paths.append(p)
     return paths
+
+
+def _main(argv: list[str] | None = None) -> None:
+    """``python -m srgan_runtime.core.synth FOLDER [--count N] [--size HxW] [--seed S]``: the
+    test images of ``make demo``, without torch (``srtrain synth`` writes the same)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m srgan_runtime.core.synth")
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--count", type=int, default=1)
+    ap.add_argument("--size", default="192x256", help="HxW of each image")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    h, w = (int(v) for v in a.size.lower().split("x"))
+    for path in write_textures(a.folder, a.count, (h, w), a.seed):
+        print(path)
+
+
+if __name__ == "__main__":
+    _main()
