@@ -64,7 +64,7 @@ test: install
 	$(MAKE) test-runtime
 
 # The inner loop: the tests that neither export, compile, spawn processes, start clusters nor
-# drive a browser (marked automatically in tests/conftest.py), in about a minute.
+# drive a browser (marked automatically in tests/conftest.py): about two minutes here.
 test-fast: install
 	$(BIN)/python -m pytest tests -m "not slow" -q -x
 
@@ -77,7 +77,7 @@ $(RT_VENV)/.installed: pyproject.toml
 test-runtime: $(RT_VENV)/.installed
 	@! $(RT_VENV)/bin/python -c "import torch" 2>/dev/null || \
 		{ echo "test-runtime: torch is installed in $(RT_VENV)"; exit 1; }
-	$(RT_VENV)/bin/python -m pytest tests/test_torch_free.py tests/test_modelinfo.py -m torchfree \
+	$(RT_VENV)/bin/python -m pytest tests/runtime/test_torch_free.py tests/core/test_modelinfo.py -m torchfree \
 		-p no:cacheprovider
 	@du -sm $(RT_VENV) $(VENV) | awk '{print "install size: " $$1 " MB " $$2}'
 

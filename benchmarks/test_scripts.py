@@ -92,7 +92,7 @@ def test_foreign_script(tmp_path: Path) -> None:
 
 def test_gpu_kernels_script_dry_run_on_the_cpu(tmp_path: Path) -> None:
     """The GPU harness's row loop, parity and summary, with eager fp32 on the CPU (the compiled
-    paths it times are tested in tests/test_compile.py and tests/test_aoti.py)."""
+    paths it times are tested in tests/backends/test_compile.py and tests/export/test_aoti.py)."""
     gen = _tiny_generator(tmp_path)
     r = subprocess.run([sys.executable, str(HERE / "gpu_kernels.py"), str(tmp_path / "out"),
                         "--device", "cpu", "--model", str(gen), "--tiles", "16",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import os
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,3 +117,63 @@ def bn_generator_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("gen") / "seed.safetensors"
     save_generator(g, path, preset="seed", step=7)
     return path
+
+
+# --- the fast tier ------------------------------------------------------------------------------
+# A test is ``slow`` when it (or a helper or fixture of its module that it uses, at any depth)
+# spawns a process, starts a server or a Ray cluster, exports or compiles a model, trains, or
+# drives a browser: read from the source, so a new test of that kind is marked without anyone
+# remembering to. ``make test-fast`` runs the rest; CI runs everything.
+HEAVY = re.compile(
+    r"subprocess|Popen|import ray|ray\.init|run_ray_job|export_onnx|export_aoti|quantize_int8|"
+    r"build_engine|torch\.compile|\"--compile\"|compile=|Trainer\(|webdriver|make_server|"
+    r"create_server|serve_process|_srrun\(|_srtrain\(|_cli\(|sys\.executable|bench_cmd|"
+    r"measure_effective_radius|effective_radius\(|measure_footprint|footprint\(|torchrun"
+)
+
+
+def _heavy_names(tree: ast.Module) -> set[str]:
+    """Module-level functions (helpers and fixtures) that do heavy work, directly or through
+    each other."""
+    bodies = {n.name: ast.get_source_segment(_SOURCES[id(tree)], n) or ""
+              for n in tree.body if isinstance(n, ast.FunctionDef)}
+    heavy = {name for name, src in bodies.items() if HEAVY.search(src)}
+    grew = True
+    while grew:
+        grew = False
+        for name, src in bodies.items():
+            if name not in heavy and any(re.search(rf"\b{h}\b", src) for h in heavy):
+                heavy.add(name)
+                grew = True
+    return heavy
+
+
+_SOURCES: dict[int, str] = {}
+_HEAVY: dict[str, set[str]] = {}
+
+
+def _is_heavy(item: pytest.Item) -> bool:
+    path = str(item.path)
+    if path not in _HEAVY:
+        source = Path(path).read_text()
+        tree = ast.parse(source)
+        _SOURCES[id(tree)] = source
+        _HEAVY[path] = _heavy_names(tree)
+    func = getattr(item, "function", None)
+    if func is None:
+        return False
+    heavy = _HEAVY[path]
+    try:
+        source = inspect.getsource(func)
+    except (OSError, TypeError):
+        source = ""
+    if HEAVY.search(source) or any(re.search(rf"\b{h}\b", source) for h in heavy):
+        return True
+    return any(f in heavy for f in getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    slow = pytest.mark.slow
+    for item in items:
+        if "slow" not in item.keywords and _is_heavy(item):
+            item.add_marker(slow)

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("flask", reason="the [serve] extra (flask, waitress) is not installed")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import serve_load
 from conftest import image_set
 

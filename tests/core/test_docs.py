@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 # Backticked repository paths: a top-level folder of this project, then a path.
 PATH = re.compile(r"`((?:runtime|export|srgan_train|benchmarks|tests|docs|\.ci)/[^`\s*]*)`")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = {"srgan_runtime": REPO / "runtime", "srgan_export": REPO / "export",
             "srgan_train": REPO / "srgan_train"}
 

@@ -16,7 +16,7 @@ from srgan_runtime.backends.onnxrt import OrtBackend, device_index, gpu_provider
 from srgan_runtime.core.errors import UserError
 from srgan_runtime.core.modelinfo import ModelInfo, describe
 
-ONNX = Path(__file__).resolve().parents[1] / "runtime" / "models" / "x2.onnx"
+ONNX = Path(__file__).resolve().parents[2] / "runtime" / "models" / "x2.onnx"
 GPU = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
 

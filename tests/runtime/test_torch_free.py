@@ -21,7 +21,7 @@ from srgan_runtime.core.modelinfo import bundled_models, describe, onnx_variant
 
 pytestmark = pytest.mark.torchfree
 
-REF = Path(__file__).parent / "data" / "reference"
+REF = Path(__file__).resolve().parents[1] / "data" / "reference"
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 # Run Python with torch unimportable (``import torch`` raises ImportError), as if not installed.
 NO_TORCH = "import sys; sys.modules['torch'] = None; "

@@ -71,7 +71,7 @@ def _chw(img: np.ndarray) -> np.ndarray:
 
 # Every CPU combination the support table allows (TensorRT is CUDA-only).
 BACKENDS = [(r.backend, r.precision, r.kind) for r in supported(device="cpu")
-            if r.kind != "aoti"]  # fixed-shape packages: tests/test_aoti.py
+            if r.kind != "aoti"]  # fixed-shape packages: tests/export/test_aoti.py
 
 
 @pytest.mark.data

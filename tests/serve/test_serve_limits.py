@@ -27,7 +27,7 @@ pytest.importorskip("flask", reason="the [serve] extra (flask, waitress) is not 
 
 from conftest import image_set
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import serve_load
 
 from srgan_runtime.core.imageio import Picture

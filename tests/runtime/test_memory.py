@@ -25,7 +25,7 @@ from srgan_runtime.memory import (
 )
 
 # Test plumbing kept out of the runtime: runs a module and writes its own peak RSS at exit.
-REPORT_PEAK = Path(__file__).resolve().parents[1] / "benchmarks" / "report_peak.py"
+REPORT_PEAK = Path(__file__).resolve().parents[2] / "benchmarks" / "report_peak.py"
 
 
 linux_only = pytest.mark.skipif(not Path("/proc/self/clear_refs").exists() or

@@ -470,7 +470,7 @@ def _texture_png(path: Path, w: int, h: int, seed: int) -> Path:
 def test_first_run_of_a_foreign_checkpoint_measures_only_when_tiles_need_it(
         tmp_path: Path) -> None:
     _compact_state()  # skips without torch/spandrel
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from foreign_models import compact
 
     model = tmp_path / "realesr-animevideov3_like.pth"

@@ -12,7 +12,7 @@ import pytest
 from srgan_runtime.core.errors import UserError
 from srgan_runtime.core.modelinfo import ModelInfo
 
-ONNX = Path(__file__).resolve().parents[1] / "runtime" / "models" / "x2.onnx"
+ONNX = Path(__file__).resolve().parents[2] / "runtime" / "models" / "x2.onnx"
 
 
 def _model_config_class():

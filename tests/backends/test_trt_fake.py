@@ -26,7 +26,7 @@ from srgan_runtime.core.errors import UserError
 from srgan_runtime.core.manifest import Manifest
 from srgan_runtime.core.modelinfo import describe
 
-ONNX = Path(__file__).resolve().parents[1] / "runtime" / "models" / "x2.onnx"
+ONNX = Path(__file__).resolve().parents[2] / "runtime" / "models" / "x2.onnx"
 VERSIONS = ("10.0.1", "10.9.0", "11.1.0")
 
 
