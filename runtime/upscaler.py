@@ -15,11 +15,12 @@ from PIL import Image
 
 from srgan_runtime.core.errors import UserError
 
-from .backends import Backend, open_backend
+from .backends import Backend
 from .backends.base import is_oom
 from .core.fitting import pad_to
-from .core.imageio import Picture, to_nchw
-from .settings import DEFAULT_TILE, UpscaleSettings
+from .core.imageio import Picture, finish_picture, to_nchw
+from .prepare import prepare
+from .settings import UpscaleSettings
 from .tiling import Tile, aligned_tile, extract, paste, plan_tiles
 
 log = logging.getLogger(__name__)
@@ -76,70 +77,19 @@ class Upscaler:
             else None
         settings = replace(settings or UpscaleSettings(), **overrides)
         self.settings = settings
-        # An explicit tile (0 included) is kept unless memory is really short; the default
-        # one also yields to the memory budget.
-        self.tile_explicit = settings.tile is not None
-        tile = DEFAULT_TILE if settings.tile is None else settings.tile
-        batch, max_memory = settings.batch, settings.max_memory
-        opened_here = opened is None
-        if opened is not None:
-            self.backend = opened
-        else:
-            if engine is None:
-                from .core.modelinfo import default_model
-
-                engine = default_model(settings.scale)
-            s = settings
-            self.backend = open_backend(Path(engine), s.backend, s.device, s.precision,
-                                        s.threads, s.scale, s.cache, s.compile, (batch, tile))
+        self.backend, self.profile = prepare(engine, settings, opened=opened,
+                                             progress=progress)
         self.scale = self.backend.scale
         self.max_output_pixels = settings.max_output_pixels
-        fixed = self.backend.fixed_shape
-        if fixed is not None:
-            if fixed[1] != fixed[2]:
-                raise UserError("fixed-shape engines with non-square tiles are not supported")
-            tile, batch = fixed[1], fixed[0]
-        limits = self.backend.shape_limits
-        if limits is not None:  # a TensorRT profile: tile within its sides, batch within its N
-            if tile == 0 or tile > limits.max_side:
-                if tile:
-                    log.warning("tile %d is over the engine profile's largest side %d: tile %d",
-                                tile, limits.max_side, limits.max_side)
-                tile = limits.max_side
-            if batch is not None and batch > limits.max_batch:
-                log.warning("batch %d is over the engine profile's largest batch %d: batch %d",
-                            batch, limits.max_batch, limits.max_batch)
-                batch = limits.max_batch
-        self.tile = tile
-        # The overlap: given, known at once (metadata, cache, theoretical), or measured when
-        # the first image needs more than one tile (see the ``overlap`` property).
-        self._seamless, self._cache, self._progress = settings.seamless, settings.cache, progress
-        self._overlap_lock = threading.Lock()
-        overlap = settings.overlap
-        self._overlap = None if overlap is None else self._fit_overlap(overlap, explicit=True)
-        if self._overlap is None:
-            known = self._known_overlap()
-            self._overlap = None if known is None else self._fit_overlap(known, explicit=False)
-        # Batching buys nothing on the CPU (OpenVINO 298 vs 306 ms per 100x100 LR pixels at
-        # batch 4 vs 1, ONNX Runtime slower at 4) and multiplies the activations' memory.
-        cpu = self.backend.device == "cpu"
-        self.batch = batch if batch is not None else (1 if cpu else 4)
-        if limits is not None:
-            self.batch = min(self.batch, limits.max_batch)
-        self.max_memory = max_memory
-        self._footprint = None
+        # An explicit tile (0 included) is kept unless memory is really short; the default
+        # one also yields to the memory budget. Both adapt per image (memory, out of memory).
+        self.tile_explicit = self.profile.tile_explicit
+        self.tile, self.batch = self.profile.tile, self.profile.batch
+        self.max_memory = settings.max_memory
+        self._footprint = self.profile.footprint
+        self._rss_start = self.profile.rss_start
+        self._held_side = 0  # the largest tile planned so far: what the backend may keep
         self._told: set[str] = set()  # memory decisions already logged
-        if cpu and fixed is None and max_memory != 0 and (opened_here or max_memory):
-            from .memory import current_rss, footprint
-
-            self._footprint = footprint(self.backend, settings.cache)
-            # The process before any tile ran (the footprint is measured in another process):
-            # later, the resident size also holds what the backend keeps for reuse.
-            self._rss_start = current_rss() or 0
-            self._held_side = 0  # the largest tile planned so far: what the backend may keep
-            if self._footprint is None and max_memory:
-                log.warning("--max-memory not applied: the model's memory footprint could not "
-                            "be measured (the reason is above)")
         self.alpha = settings.alpha
         self.outscale = settings.outscale
         self._fallback: Backend | None = None
@@ -153,56 +103,7 @@ class Upscaler:
         """Context per tile side. Where only a measurement can tell (another project's
         checkpoint or ONNX file seen for the first time), it is measured on first use: when
         an image needs more than one tile, never for images that fit one."""
-        if self._overlap is None:
-            with self._overlap_lock:
-                if self._overlap is None:
-                    from .radius import effective_radius
-
-                    measured = effective_radius(self.backend, self._cache, self._progress)
-                    value = measured if measured is not None else self._fallback_overlap(
-                        "its effective radius was not measured")
-                    self._overlap = self._fit_overlap(value, explicit=False)
-        return self._overlap
-
-    def _known_overlap(self) -> int | None:
-        """The overlap where it is known without running the model: the effective radius
-        from metadata or the cache (:func:`~srgan_runtime.radius.lookup_radius`), the
-        theoretical radius with ``seamless`` or whole-image runs (tiling only after running
-        out of memory); None where only a measurement can tell."""
-        if self.tile and not self._seamless:
-            from .radius import UNMEASURED, lookup_radius
-
-            found = lookup_radius(self.backend, self._cache)
-            if found is UNMEASURED:
-                return None
-            if found is not None:
-                return found
-        return self._fallback_overlap("its receptive radius is unknown" if self.tile else None)
-
-    def _fallback_overlap(self, why: str | None) -> int:
-        """The architecture's safe overlap: its theoretical radius, or a fixed guess (with a
-        warning when ``why`` is given) where that is unknown too."""
-        theoretical = self.backend.receptive_radius
-        if theoretical is not None:
-            return theoretical
-        if why:
-            log.warning("%s: tiles overlap by %d pixels, which may show seams (set --overlap, "
-                        "or --tile 0 for whole images)", why, UNKNOWN_RADIUS_OVERLAP)
-        return UNKNOWN_RADIUS_OVERLAP
-
-    def _fit_overlap(self, overlap: int, explicit: bool) -> int:
-        """``overlap``, or a quarter of the tile where the tile leaves it no core (an explicit
-        overlap is refused instead)."""
-        tile = self.tile
-        if tile and 2 * overlap >= tile:
-            if explicit:
-                raise UserError(f"--overlap {overlap} leaves no core in a {tile}-pixel tile "
-                                f"(need 2 x overlap < tile; raise --tile)")
-            shrunk = tile // 4
-            log.warning("a %d-pixel tile is small for the default overlap %d: overlap %d "
-                        "instead (seams may show; raise --tile)", tile, overlap, shrunk)
-            return shrunk
-        return overlap
+        return self.profile.overlap_now(self.tile)
 
     # --- public API ---------------------------------------------------------------------------
     def upscale(self, image):
@@ -323,8 +224,8 @@ class Upscaler:
                 budget = "output + 512 MiB" if self.max_memory == "auto" else "default"
             mem = (f", memory {budget}: {self._footprint.per_pixel / 1024:.1f} KiB per tile "
                    "pixel measured")
-        overlap = ("measured when an image needs tiles" if self._overlap is None
-                   else self._overlap)
+        overlap = ("measured when an image needs tiles" if self.profile.overlap is None
+                   else self.profile.overlap)
         return (f"{self.backend.describe()}{why}, x{self.scale}, tile {self.tile or 'whole'}, "
                 f"overlap {overlap}, batch {self.batch}{mem}")
 
@@ -551,24 +452,9 @@ class Upscaler:
             yield job.key, result, job.stats
 
     def _finish(self, job: _Job) -> Picture:
-        pic, s = job.pic, self.scale
-        h, w = pic.height * s, pic.width * s
-        colour = job.canvases[0][:h, :w]
-        if pic.grey:
-            mean = colour.astype(np.float32).mean(axis=2)
-            colour = np.rint(mean).astype(pic.colour.dtype)
-        alpha = None
-        if pic.alpha is not None:
-            if self.alpha == "model":
-                a = job.canvases[1][:h, :w].astype(np.float32).mean(axis=2)
-                alpha = np.rint(a).astype(pic.alpha.dtype)
-            else:
-                alpha = _resize_plane(pic.alpha, w, h)
-        out = Picture(np.ascontiguousarray(colour), alpha, pic.icc_profile, pic.exif)
-        ow, oh = self.output_size(pic.width, pic.height)
-        if (ow, oh) != (w, h):
-            out = _resize_picture(out, ow, oh)
-        return out
+        alpha = job.canvases[1] if len(job.canvases) > 1 else None
+        return finish_picture(job.pic, job.canvases[0], self.scale,
+                              self.output_size(job.pic.width, job.pic.height), alpha)
 
 
 def _drop_failed(queue: list) -> list:
@@ -610,28 +496,3 @@ def _mib(n: float) -> int:
 
 class _TileTooLarge(RuntimeError):
     """Even one tile ran out of memory."""
-
-
-def _resize_plane(plane: np.ndarray, width: int, height: int,
-                  method=Image.Resampling.BICUBIC) -> np.ndarray:
-    """Resize one HxW plane: 8-bit natively in Pillow, 16-bit in float (Pillow's 16-bit
-    integer mode has no cubic filter)."""
-    if plane.dtype == np.uint8:
-        return np.asarray(Image.fromarray(plane).resize((width, height), method))
-    peak = 65535.0
-    im = Image.fromarray(plane.astype(np.float32), mode="F").resize((width, height), method)
-    return np.clip(np.rint(np.asarray(im)), 0, peak).astype(plane.dtype)
-
-
-def _resize_picture(pic: Picture, width: int, height: int) -> Picture:
-    """Lanczos resize after the model (``--outscale``), channel by channel."""
-    lanczos = Image.Resampling.LANCZOS
-    if pic.grey:
-        colour = _resize_plane(pic.colour, width, height, lanczos)
-    elif pic.bits == 8:
-        colour = np.asarray(Image.fromarray(pic.colour).resize((width, height), lanczos))
-    else:
-        colour = np.stack([_resize_plane(pic.colour[..., c], width, height, lanczos)
-                           for c in range(3)], axis=2)
-    alpha = None if pic.alpha is None else _resize_plane(pic.alpha, width, height, lanczos)
-    return replace(pic, colour=colour, alpha=alpha)

@@ -403,3 +403,53 @@ def upscale_bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
 def save_png(img: np.ndarray, path: Path) -> None:
     """Write an RGB/grey uint8 array as PNG, atomically."""
     atomic_write(Path(path), lambda tmp: Image.fromarray(img).save(tmp, format="PNG"))
+
+
+# --- finishing an upscaled picture ----------------------------------------------------------------
+
+def finish_picture(src: Picture, canvas: np.ndarray, scale: int, out_size: tuple[int, int],
+                   alpha_canvas: np.ndarray | None = None) -> Picture:
+    """The result for ``src`` from the model's RGB ``canvas`` (padding cropped): grey inputs
+    stay grey, alpha comes from ``alpha_canvas`` (alpha run through the model) or is resized
+    bicubically, colour profile and EXIF are kept, and the picture is resized (Lanczos) to
+    ``out_size`` where that differs from ``scale`` times the input."""
+    h, w = src.height * scale, src.width * scale
+    colour = canvas[:h, :w]
+    if src.grey:
+        colour = np.rint(colour.astype(np.float32).mean(axis=2)).astype(src.colour.dtype)
+    alpha = None
+    if src.alpha is not None:
+        if alpha_canvas is not None:
+            a = alpha_canvas[:h, :w].astype(np.float32).mean(axis=2)
+            alpha = np.rint(a).astype(src.alpha.dtype)
+        else:
+            alpha = resize_plane(src.alpha, w, h)
+    out = Picture(np.ascontiguousarray(colour), alpha, src.icc_profile, src.exif)
+    if tuple(out_size) != (w, h):
+        out = resize_picture(out, *out_size)
+    return out
+
+
+def resize_plane(plane: np.ndarray, width: int, height: int,
+                 method=Image.Resampling.BICUBIC) -> np.ndarray:
+    """Resize one HxW plane: 8-bit natively in Pillow, 16-bit in float (Pillow's 16-bit
+    integer mode has no cubic filter)."""
+    if plane.dtype == np.uint8:
+        return np.asarray(Image.fromarray(plane).resize((width, height), method))
+    peak = 65535.0
+    im = Image.fromarray(plane.astype(np.float32), mode="F").resize((width, height), method)
+    return np.clip(np.rint(np.asarray(im)), 0, peak).astype(plane.dtype)
+
+
+def resize_picture(pic: Picture, width: int, height: int) -> Picture:
+    """Lanczos resize after the model (``--outscale``), channel by channel."""
+    lanczos = Image.Resampling.LANCZOS
+    if pic.grey:
+        colour = resize_plane(pic.colour, width, height, lanczos)
+    elif pic.bits == 8:
+        colour = np.asarray(Image.fromarray(pic.colour).resize((width, height), lanczos))
+    else:
+        colour = np.stack([resize_plane(pic.colour[..., c], width, height, lanczos)
+                           for c in range(3)], axis=2)
+    alpha = None if pic.alpha is None else resize_plane(pic.alpha, width, height, lanczos)
+    return replace(pic, colour=colour, alpha=alpha)

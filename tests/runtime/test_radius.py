@@ -140,13 +140,13 @@ def test_the_radius_is_measured_only_when_an_image_needs_tiles(
     model.write_bytes(b"lazy box")
     backend = SlowBox(0.0, 3, 20, str(model))
     up = Upscaler(backend=backend, tile=64)
-    assert up._overlap is None and "measured when an image needs tiles" in up.describe()
+    assert up.profile.overlap is None and "measured when an image needs tiles" in up.describe()
     small = np.random.default_rng(0).integers(0, 256, (60, 50, 3), dtype=np.uint8)
     up.upscale(small)
-    assert up._overlap is None and backend.calls == 1  # one tile, no measurement
+    assert up.profile.overlap is None and backend.calls == 1  # one tile, no measurement
     big = np.random.default_rng(1).integers(0, 256, (100, 90, 3), dtype=np.uint8)
     up.upscale(big)
-    assert up._overlap == 4
+    assert up.profile.overlap == 4
     given = SlowBox(0.0, 3, 20, str(tmp_path / "other.onnx"))
     assert Upscaler(backend=given, tile=64, overlap=6).upscale(big) is not None
     assert given.calls == 4  # the tiles only: --overlap skips the measurement
