@@ -17,12 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
+from srgan_runtime.backends.aoti import AotiBackend
+from srgan_runtime.backends.pytorch import autocast_module, load_network
 from srgan_runtime.core import __version__
 from srgan_runtime.core.errors import UserError
 from srgan_runtime.core.files import file_sha256
+from srgan_runtime.core.fitting import required_size
 from srgan_runtime.core.modelinfo import AOTI_PRECISIONS, ModelInfo, describe
 
 from .landing import land
+from .onnx_export import check_output_path, load_source
+from .parity import Gate, fit_to_profile, run_parity, torch_reference, verification_inputs
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +54,6 @@ class AotiOptions:
             raise UserError("--batch must be 1..256 and --tile 8..4096")
         if not {"fp16": info.fp16_ok, "bf16": info.bf16_ok}.get(self.precision, True):
             raise UserError(f"{info.arch} does not compute correctly in {self.precision}")
-        from srgan_runtime.core.fitting import required_size
 
         need = required_size(self.tile, self.tile, info.min_input_size, info.input_multiple,
                              info.square_only)
@@ -65,7 +69,6 @@ def _module(source: Path, info: ModelInfo, precision: str, device: str):
     ``srrun --backend torch --precision fp16/bf16``); channels_last."""
     import torch
 
-    from srgan_runtime.backends.pytorch import autocast_module, load_network
 
     net = load_network(info, device).to(memory_format=torch.channels_last)
     if precision == "fp32":
@@ -86,7 +89,6 @@ def export_aoti(source: Path, out: Path, options: AotiOptions | None = None):
     the parity report (None without ``verify``)."""
     import torch
 
-    from .onnx_export import check_output_path
 
     out = Path(out)
     check_output_path(out, (options or AotiOptions()).overwrite)
@@ -127,10 +129,7 @@ def export_aoti(source: Path, out: Path, options: AotiOptions | None = None):
 def verify_package(package: Path, source: Path, data_dir: Path | None = None):
     """The package (on its device) against the source in PyTorch fp32 on the CPU, on real
     images fitted to its fixed shape, under the gate of its precision."""
-    from srgan_runtime.backends.aoti import AotiBackend
 
-    from .onnx_export import load_source
-    from .parity import Gate, fit_to_profile, run_parity, torch_reference, verification_inputs
 
     info = describe(package)
     backend = AotiBackend(info)

@@ -20,14 +20,33 @@ from pathlib import Path
 import click
 import numpy as np
 
+from srgan_export import OnnxExportOptions, export_onnx
+from srgan_export.parity import Gate
+from srgan_export.trt_engine import BuildOptions, build_engine, compute_profile
+from srgan_runtime.backends import PRECISIONS, backend_names, installed, open_backend
+from srgan_runtime.backends.pytorch import load_network
 from srgan_runtime.backends.registry import backend_spec
+from srgan_runtime.backends.support import support_problem
 from srgan_runtime.core import __version__
 from srgan_runtime.core.cli import FiniteFloat, one_line_errors, setup_logging
 from srgan_runtime.core.errors import UserError, first_line
-from srgan_runtime.core.files import check_output_file
-from srgan_runtime.core.modelinfo import ModelInfo
+from srgan_runtime.core.files import atomic_write, check_output_file
+from srgan_runtime.core.fitting import fit_batch
+from srgan_runtime.core.generator import (
+    generator_config,
+    macs_per_lr_pixel,
+    read_generator_metadata,
+)
+from srgan_runtime.core.imageio import downscale
+from srgan_runtime.core.machine import machine_info
+from srgan_runtime.core.metrics import psnr
+from srgan_runtime.core.modelinfo import ModelInfo, default_model, describe, resolve_weights
 from srgan_runtime.core.options import click_options, take
+from srgan_runtime.core.synth import texture
+from srgan_runtime.core.table import text_table
 from srgan_runtime.settings import UpscaleSettings
+from srgan_runtime.upscaler import Upscaler
+from srgan_train.evaluate import EvalPair, evaluate, load_eval_set
 
 log = logging.getLogger("srgan_export.bench")
 
@@ -209,12 +228,6 @@ def _time_tiles(backend, tile: int, batch: int, repeats: int, min_seconds: float
 def run_row(row: Row, engine: Path, *, eval_pairs, reference_outputs, device: str,
             threads: int, repeats: int, min_seconds: float, macs_per_px: float,
             limits: dict) -> Row:
-    from srgan_export.parity import Gate
-    from srgan_runtime.backends import open_backend
-    from srgan_runtime.core.metrics import psnr
-    from srgan_runtime.upscaler import Upscaler
-    from srgan_train.evaluate import evaluate
-
     _reset_peak_rss()
     vram = None
     try:
@@ -300,8 +313,6 @@ _COLUMNS = [("backend", "<12"), ("prec", "<5"), ("status", "<12"), ("MB", ">6.2f
 
 
 def format_table(machine: dict, limits: dict, rows: list[Row]) -> str:
-    from srgan_runtime.core.table import text_table
-
     gpu = f", GPU {machine['gpu']}" if "gpu" in machine else ", no GPU"
     first = (f"srbench on {machine['cpu']} ({machine['cores']} cores{gpu}); torch "
              f"{machine.get('torch', '-')}; limits: "
@@ -313,10 +324,6 @@ def format_table(machine: dict, limits: dict, rows: list[Row]) -> str:
 
 
 def _eval_set(data: Path | None, scale: int):
-    from srgan_runtime.core.imageio import downscale
-    from srgan_runtime.core.synth import texture
-    from srgan_train.evaluate import EvalPair, load_eval_set
-
     root = data if data is not None else Path(os.environ.get("SR_DATA_DIR",
                                                               "../shared/data")) / "Set5"
     if Path(root).is_dir():
@@ -385,8 +392,6 @@ def plan_rows(device: str, wanted: set[str] | None = None,
               precisions: set[str] | None = None) -> list[Row]:
     """One row per backend x precision the support table has for some device; rows this
     device cannot run are kept as skipped, with the table's reason."""
-    from srgan_runtime.backends import PRECISIONS, backend_names, installed
-    from srgan_runtime.backends.support import support_problem
 
     rows = []
     for backend in backend_names():
@@ -409,8 +414,6 @@ def plan_rows(device: str, wanted: set[str] | None = None,
 
 
 def _prepare(ckpt, data, tile, batch, backends, device, threads, precisions=None) -> _Plan:
-    from srgan_runtime.backends import backend_names, installed
-    from srgan_runtime.core.modelinfo import default_model, describe, resolve_weights
     if tile < 8 or batch < 1:
         raise UserError("--tile must be >= 8 and --batch >= 1")
     UpscaleSettings(tile=tile, batch=batch, threads=threads, device=device)
@@ -431,7 +434,6 @@ def _prepare(ckpt, data, tile, batch, backends, device, threads, precisions=None
         raise UserError(f"unknown backends {sorted(unknown)} (choose from "
                         f"{', '.join(backend_names())})")
     pairs, source = _eval_set(data, info.scale)
-    from srgan_runtime.backends import PRECISIONS
 
     chosen = None if precisions is None else {p.strip() for p in precisions.split(",")}
     if chosen is not None and chosen - set(PRECISIONS):
@@ -464,8 +466,6 @@ class _Exports:
         return got
 
     def _make(self, kind: str) -> Path:
-        from srgan_export import OnnxExportOptions, export_onnx
-
         if kind == "tensorrt":
             return _trt_engine(self.file("onnx-fp16"), self.tmp)
         if kind.startswith("aoti-"):
@@ -486,9 +486,6 @@ class _Exports:
 
 def _run_rows(plan: _Plan, threads, repeats, min_seconds, limits,
               peaks: PeakTracker | None = None) -> None:
-    from srgan_runtime.backends import open_backend
-    from srgan_runtime.upscaler import Upscaler
-
     ref = Upscaler(backend=open_backend(plan.gen, "torch", "cpu", "fp32", threads), tile=0)
     reference_outputs = [ref.upscale(p.lr) for p in plan.pairs]
     macs = plan.macs
@@ -522,8 +519,6 @@ def _run_rows(plan: _Plan, threads, repeats, min_seconds, limits,
 
 
 def _write_json(path: Path, plan: _Plan, machine: dict, limits: dict, threads: int) -> None:
-    from srgan_runtime.core.files import atomic_write
-
     macs = plan.macs
     row0 = plan.rows[0] if plan.rows else Row("", "")
     doc = {"machine": machine, "limits": limits,
@@ -540,11 +535,6 @@ def counted_macs_per_lr_pixel(info: ModelInfo) -> float:
     """Multiply-accumulates per LR pixel: this toolkit's generator counted layer by layer from
     its config; another project's network counted by torch's FLOP counter (convolutions and
     matrix products, attention included) on a 64-pixel input."""
-    from srgan_runtime.core.generator import (
-        generator_config,
-        macs_per_lr_pixel,
-        read_generator_metadata,
-    )
 
     if info.format == "generator":
         path = Path(info.path)
@@ -552,8 +542,6 @@ def counted_macs_per_lr_pixel(info: ModelInfo) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from srgan_runtime.backends.pytorch import load_network
-    from srgan_runtime.core.fitting import fit_batch
 
     x, _ = fit_batch(np.zeros((1, 3, 64, 64), np.float32), info.channels, info.min_input_size,
                      info.input_multiple, info.square_only)
@@ -578,7 +566,6 @@ def _gate(rows: list[Row], min_psnr: float | None) -> int:
 def _bench(ckpt, data, tile, batch, backends, device, threads, repeats, min_seconds,
            json_path, min_psnr, precisions=None) -> int:
     """Prepare, measure the machine's limits, run every row, print, save, gate."""
-    from srgan_runtime.core.machine import machine_info
 
     plan = _prepare(ckpt, data, tile, batch, backends, device, threads, precisions)
     click.echo(f"srbench: {plan.gen} ({plan.info.preset} x{plan.info.scale}), eval on "
@@ -608,9 +595,6 @@ def _row_dict(r: Row) -> dict:
 
 
 def _trt_engine(onnx_path: Path, tmp: Path) -> Path:
-    from srgan_export.trt_engine import BuildOptions, build_engine, compute_profile
-    from srgan_runtime.core.modelinfo import describe
-
     info = describe(onnx_path)
     out = tmp / "model.plan"
     build_engine(onnx_path, out, info, compute_profile(info), BuildOptions(fp16=True),

@@ -10,6 +10,20 @@ import click
 
 from srgan_runtime.core.cli import FiniteFloat, require_torch, toolkit_group
 from srgan_runtime.core.errors import UserError
+from srgan_runtime.core.manifest import manifest_path
+from srgan_runtime.core.modelinfo import describe, resolve_weights
+
+from .aoti import AotiOptions, export_aoti
+from .landing import ParityError, land
+from .onnx_export import (
+    OnnxExportOptions,
+    check_output_path,
+    export_onnx,
+    parse_static,
+    verify_file,
+)
+from .triton import TritonOptions, write_repository
+from .trt_engine import BuildOptions, build_engine, check_engine, compute_profile, trt_environment
 
 log = logging.getLogger("srgan_export")
 
@@ -20,8 +34,6 @@ def cli() -> None:
 
 
 def _resolve_generator(path: Path) -> Path:
-    from srgan_runtime.core.modelinfo import resolve_weights
-
     return resolve_weights(path)
 
 
@@ -65,7 +77,6 @@ def onnx(ckpt: Path, out: Path, fp16: bool, int8: bool, calibration: Path | None
          no_radius: bool, data_dir: Path | None, overwrite: bool, as_json: bool) -> None:
     """Export a generator file (or run folder), or another project's checkpoint (.pth, .pt,
     .ckpt, .safetensors: ESRGAN, SwinIR, ...), to ONNX, verified against PyTorch."""
-    from .onnx_export import OnnxExportOptions, ParityError, export_onnx, parse_static
 
     if calibration is not None and not int8:
         raise UserError("--calibration is for --int8")
@@ -99,7 +110,6 @@ def onnx(ckpt: Path, out: Path, fp16: bool, int8: bool, calibration: Path | None
 def verify(model: Path, ckpt: Path, scale: str | None, data_dir: Path | None,
            as_json: bool) -> None:
     """Check an ONNX file against a generator, with the export gate."""
-    from .onnx_export import verify_file
 
     report = verify_file(model, _resolve_generator(ckpt), int(scale) if scale else None,
                          data_dir)
@@ -144,18 +154,7 @@ def trt(model: Path, out: Path, fp16: bool, min_s, opt_s, max_s, static, workspa
         opt_level: int, hardware_compat: str, tf32: bool, timing_cache, cache_dir, scale, ckpt,
         no_verify: bool, data_dir, overwrite: bool) -> None:
     """Build a TensorRT engine from an ONNX file, with a JSON manifest beside it."""
-    from srgan_runtime.core.manifest import manifest_path
-    from srgan_runtime.core.modelinfo import describe
 
-    from .landing import land
-    from .onnx_export import check_output_path
-    from .trt_engine import (
-        BuildOptions,
-        build_engine,
-        check_engine,
-        compute_profile,
-        trt_environment,
-    )
 
     check_output_path(out, overwrite)
     info = describe(model, int(scale) if scale else None)
@@ -209,10 +208,7 @@ def aoti(model: str, out: Path, device: str, precision: str, tile: int, batch: i
     one device, precision and tile; run it with 'srrun upscale --model X.pt2'."""
     import time
 
-    from srgan_runtime.core.modelinfo import resolve_weights
 
-    from .aoti import AotiOptions, export_aoti
-    from .landing import ParityError
 
     t0 = time.perf_counter()
     try:
@@ -248,7 +244,6 @@ def aoti(model: str, out: Path, device: str, precision: str, tile: int, batch: i
 def triton(model: Path, repo: Path, name, max_batch: int, instances: int, kind: str,
            max_queue_delay_us: int, ort_tensorrt: bool, overwrite: bool) -> None:
     """Write a Triton Inference Server model repository for an ONNX file or a TensorRT plan."""
-    from .triton import TritonOptions, write_repository
 
     folder = write_repository(model, repo, TritonOptions(
         name=name, max_batch=max_batch, instances=instances, kind=kind,

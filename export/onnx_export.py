@@ -11,12 +11,27 @@ import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from srgan_runtime.backends import open_backend
+from srgan_runtime.backends.onnxrt import OrtBackend
 from srgan_runtime.core import __version__
+from srgan_runtime.core.cli import parse_dims
 from srgan_runtime.core.errors import UserError, first_line
+from srgan_runtime.core.files import check_output_file, file_sha256
+from srgan_runtime.core.fitting import required_size
 from srgan_runtime.core.modelinfo import ModelInfo, describe
+from srgan_runtime.core.modelinfo import describe as describe_model
+from srgan_runtime.radius import effective_radius
 
 from .landing import ParityError, land
-from .parity import Gate, ParityReport, run_parity, torch_reference, verification_inputs
+from .parity import (
+    Gate,
+    ParityReport,
+    default_data_dir,
+    run_parity,
+    torch_reference,
+    verification_inputs,
+)
+from .quantize import CalibrationOptions, calibration_batches, calibration_problem, quantize_int8
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +127,6 @@ def example_input(info: ModelInfo, static: tuple[int, int, int] | None):
     specialises to a constant) of a size the architecture accepts."""
     import torch
 
-    from srgan_runtime.core.fitting import required_size
 
     if static:
         b, h, w = static
@@ -126,7 +140,6 @@ def parse_static(text: str | None) -> tuple[int, int, int] | None:
     """``"B,H,W"`` (or ``BxHxW``) to a tuple; None passes through."""
     if not text:
         return None
-    from srgan_runtime.core.cli import parse_dims
 
     b, h, w = parse_dims(text, 3, "--static B,H,W, e.g. 1,128,128")
     return b, h, w
@@ -232,7 +245,6 @@ def verify_onnx(
 ) -> ParityReport:
     """Run the ONNX file in ONNX Runtime CPU on real images and compare with the PyTorch
     generator (fp32) under the precision's gate."""
-    from srgan_runtime.backends.onnxrt import OrtBackend
 
     candidate = OrtBackend(replace(info, path=str(onnx_path), format="onnx")).run_float
     cases, source = verification_inputs(info.scale, info.static, data_dir)
@@ -244,15 +256,12 @@ def verify_onnx(
 
 def _effective_radius(generator_path: Path) -> int | None:
     """Measured on the generator in PyTorch fp32 (once per file: the runtime caches it)."""
-    from srgan_runtime.backends import open_backend
-    from srgan_runtime.radius import effective_radius
 
     return effective_radius(open_backend(generator_path, "torch", "cpu", "fp32"))
 
 
 def _check_static(info: ModelInfo, static: tuple[int, int, int]) -> None:
     """A fixed tile must be one the architecture accepts (the runtime pads images to it)."""
-    from srgan_runtime.core.fitting import required_size
 
     _, h, w = static
     if required_size(h, w, info.min_input_size, info.input_multiple, info.square_only) != (h, w):
@@ -264,7 +273,6 @@ def _check_static(info: ModelInfo, static: tuple[int, int, int]) -> None:
 
 def check_output_path(out: Path, overwrite: bool) -> None:
     """Refuse an existing output without ``overwrite`` and an unwritable folder, up front."""
-    from srgan_runtime.core.files import check_output_file
 
     check_output_file(out, "model file", overwrite)
 
@@ -274,8 +282,6 @@ def export_onnx(generator_path: Path, out: Path, options: OnnxExportOptions | No
     """Export a generator file to ``out``. With ``verify`` (default), the file lands only if it
     passes the parity gate; otherwise nothing is left at ``out``. Another project's
     network whose graph cannot keep dynamic shapes is exported with a fixed tile instead."""
-    from srgan_runtime.core.files import file_sha256
-    from srgan_runtime.core.fitting import required_size
 
     opts = options or OnnxExportOptions()
     if opts.opset not in SUPPORTED_OPSETS:
@@ -354,10 +360,7 @@ def _export_verified(module, network, base: ModelInfo, opts: OnnxExportOptions,
 
 def _calibration(generator_path: Path, opts: OnnxExportOptions) -> list:
     """The calibration crops for ``--int8``, read before any export work."""
-    from srgan_runtime.core.modelinfo import describe as describe_model
 
-    from .parity import default_data_dir
-    from .quantize import CalibrationOptions, calibration_batches, calibration_problem
 
     folder = opts.calibration
     if folder is None:
@@ -375,7 +378,6 @@ def _calibration(generator_path: Path, opts: OnnxExportOptions) -> list:
 def _quantized(module, example, opts: OnnxExportOptions, info: ModelInfo, batches: list,
                out: Path) -> list[str]:
     """Trace in fp32 (opset relabelled where asked) beside ``out``, then quantize into it."""
-    from .quantize import quantize_int8
 
     fp32 = out.with_name(out.name + ".fp32.onnx")
     try:

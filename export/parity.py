@@ -16,9 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from srgan_runtime.core.imageio import to_nchw
+from srgan_runtime.core.files import list_images
+from srgan_runtime.core.fitting import fit_batch, unfit_output
+from srgan_runtime.core.imageio import load_rgb, to_nchw
 from srgan_runtime.core.metrics import psnr, ssim, to_uint8
 from srgan_runtime.core.modelinfo import ModelInfo
+from srgan_runtime.core.synth import texture
 
 
 @dataclass(frozen=True)
@@ -180,9 +183,6 @@ def default_data_dir() -> Path:
 
 
 def _real_images(scale: int, data_dir: Path | None) -> tuple[list[tuple[str, np.ndarray]], str]:
-    from srgan_runtime.core.files import list_images
-    from srgan_runtime.core.imageio import load_rgb
-
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     for sub in (f"Set5/LR_bicubic/X{scale}", "Set5/LR_bicubic/X4"):
         folder = root / sub
@@ -190,7 +190,6 @@ def _real_images(scale: int, data_dir: Path | None) -> tuple[list[tuple[str, np.
             imgs = [(p.stem, load_rgb(p)) for p in list_images(folder)]
             if imgs:
                 return imgs, str(folder)
-    from srgan_runtime.core.synth import texture
 
     rng = np.random.default_rng(0)
     imgs = [(f"texture{i}", texture(rng, 72 + 9 * i, 96 - 7 * i)) for i in range(3)]
@@ -255,7 +254,6 @@ def torch_reference(model, device: str = "cpu", info: ModelInfo | None = None
     grey models plane by plane)."""
     import torch
 
-    from srgan_runtime.core.fitting import fit_batch, unfit_output
 
     model = model.float().eval().to(device)
 

@@ -23,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from srgan_runtime.core.errors import UserError, first_line
+from srgan_runtime.core.errors import ImageError, UserError, first_line
+from srgan_runtime.core.files import list_images
+from srgan_runtime.core.imageio import downscale, load_rgb, to_nchw
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +60,6 @@ def calibration_batches(folder: Path, scale: int, options: CalibrationOptions | 
                         ) -> list[np.ndarray]:
     """LR crops (NCHW float32 in [0, 1], batch 1) made from the HR images of ``folder`` the
     way training makes them: bicubic downscaling by ``scale``."""
-    from srgan_runtime.core.errors import ImageError
-    from srgan_runtime.core.files import list_images
-    from srgan_runtime.core.imageio import downscale, load_rgb, to_nchw
 
     opts = options or CalibrationOptions()
     folder = Path(folder)

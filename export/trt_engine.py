@@ -35,6 +35,8 @@ from srgan_runtime.core.files import (
 from srgan_runtime.core.manifest import Manifest, manifest_path, read_manifest
 from srgan_runtime.core.modelinfo import ModelInfo, describe
 
+from .parity import Gate, fit_to_profile, run_parity, torch_reference, verification_inputs
+
 log = logging.getLogger(__name__)
 
 
@@ -377,7 +379,6 @@ def check_engine(engine: Path, onnx_path: Path, info: ModelInfo, env: TrtEnviron
     """Compare a built engine with PyTorch (``ckpt``) or, without one, with the source ONNX in
     ONNX Runtime CPU, under the export gate. A failing engine is removed with its manifest
     (and its engine-cache copy); a passing one gets the numbers in its manifest."""
-    from .parity import Gate, fit_to_profile, run_parity, torch_reference, verification_inputs
 
     runner = TrtRunner(engine, env)
     if ckpt is not None:

@@ -11,8 +11,11 @@ import click
 from srgan_runtime.core.cli import toolkit_group
 
 from .backends.support import support_summary
+from .core.modelinfo import bundled_models, describe, onnx_variant
 from .core.options import click_options, take
+from .pipeline import plan_job, run_job, write_report
 from .serve.app import ServeConfig
+from .serve.app import serve as run_server
 from .serve.server import HttpConfig
 from .settings import UpscaleSettings, WriteOptions
 from .upscaler import Upscaler
@@ -55,7 +58,6 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out_arg: str, engine: s
             recursive: bool, report: Path | None, ray_address: str | None, ray_workers: int,
             progress: bool, **options) -> None:
     """Upscale image files, folders or globs into OUT."""
-    from .pipeline import plan_job, run_job, write_report
 
     # Everything that can be checked without the model is checked first.
     settings = take(UpscaleSettings, options)
@@ -90,7 +92,6 @@ def models(model: str | None, as_json: bool) -> None:
     """List the bundled models, or describe MODEL (a file, run folder or bundled name)."""
     import json
 
-    from .core.modelinfo import bundled_models, describe, onnx_variant
 
     found = {model: model} if model else bundled_models()
     if not found:
@@ -122,7 +123,6 @@ def models(model: str | None, as_json: bool) -> None:
 def serve(ctx: click.Context, **options) -> None:
     """Serve the upload / upscale / download page and its JSON API (POST /api/upscale,
     GET /api/models, GET /healthz) with waitress, on loopback by default."""
-    from .serve.app import serve as run_server
 
     settings = replace(ServeConfig().upscale, **{k: options.pop(k) for k in
                                                   ("backend", "device", "precision", "tile")})

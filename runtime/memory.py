@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .backends import open_backend
 from .backends.base import Backend
 from .core import __version__
 from .core.errors import UserError
@@ -194,7 +195,6 @@ def _main() -> None:
     JSON (null where it cannot be measured)."""
     import sys
 
-    from .backends import open_backend
 
     model, name, precision, scale = sys.argv[1:5]
     fp = measure_here(open_backend(model, name, "cpu", precision, scale=int(scale), cache=False))

@@ -39,6 +39,8 @@ from .core.errors import UserError
 from .core.files import atomic_write, file_sha256, user_cache_dir
 from .core.imageio import to_nchw
 from .core.metrics import psnr
+from .core.modelinfo import describe, onnx_variant
+from .core.synth import texture
 from .tiling import aligned_tile
 
 log = logging.getLogger(__name__)
@@ -107,7 +109,6 @@ def _tile_side(overlap: int, multiple: int) -> int:
 def probe_images(limit: int, multiple: int = 1) -> list[np.ndarray]:
     """Two procedural RGB images, the same for every overlap tried, large enough that the
     widest probe tile lies inside them with a margin."""
-    from .core.synth import texture
 
     side = _tile_side(limit, multiple) + 2 * PAD
     rng = np.random.default_rng(20261129)
@@ -330,7 +331,6 @@ def lookup_radius(backend: Backend, use_cache: bool = True, budget: float | None
         return info.effective_radius
     if info.static is not None or not info.path:
         return None
-    from .core.modelinfo import describe, onnx_variant
 
     variant = onnx_variant(Path(info.path)) if info.format == "generator" else None
     if variant is not None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .core.errors import UserError, first_line
+from .core.modelinfo import describe
 from .pipeline import (
     FileResult,
     FileTask,
@@ -30,6 +31,7 @@ from .pipeline import (
     scale_label,
 )
 from .settings import UpscaleSettings, WriteOptions
+from .upscaler import Upscaler
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +65,6 @@ def _worker_class():
         """One backend, kept for the whole job."""
 
         def __init__(self, engine: str, settings: UpscaleSettings) -> None:
-            from .upscaler import Upscaler
-
             self.up = Upscaler(engine, settings)
             self.host = os.uname().nodename
 
@@ -149,7 +149,6 @@ def run_ray_job(job: PlannedJob, cluster: RaySettings, *, progress: bool = True
     """Upscale every input of ``job`` to its output path on Ray workers; the same results as
     :func:`srgan_runtime.pipeline.run_job` (and the same report), plus each file's worker and
     attempts."""
-    from .core.modelinfo import describe
 
     settings, write = job.settings, job.write
     info = describe(job.model, settings.scale)

@@ -19,6 +19,7 @@ from .backends import Backend
 from .backends.base import is_oom
 from .core.fitting import pad_to
 from .core.imageio import Picture, finish_picture, to_nchw
+from .memory import ACTIVATION_BUDGET, HEADROOM, current_rss, tile_budget
 from .prepare import prepare
 from .settings import UpscaleSettings
 from .tiling import Tile, aligned_tile, extract, paste, plan_tiles
@@ -242,7 +243,6 @@ class Upscaler:
         fp = self._footprint
         if fp is None:
             return self.tile, None
-        from .memory import ACTIVATION_BUDGET, HEADROOM, current_rss, tile_budget
 
         # A tile as large as the image is the whole image: ask for no more than that.
         requested = min(self.tile or max(width, height), max(width, height))

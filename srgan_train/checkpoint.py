@@ -20,6 +20,8 @@ from torch import nn
 from srgan_runtime.core import __version__
 from srgan_runtime.core.errors import UserError, first_line
 from srgan_runtime.core.files import atomic_write
+from srgan_runtime.core.fitting import fit_batch, unfit_output
+from srgan_runtime.core.foreign import load_module
 from srgan_runtime.core.generator import (
     ARCH,
     FORMAT,
@@ -28,6 +30,7 @@ from srgan_runtime.core.generator import (
     read_generator_metadata,
     read_safetensors_header,
 )
+from srgan_runtime.core.modelinfo import describe
 from srgan_runtime.core.statedict import mismatch_text
 
 from .archs import Generator, build_generator
@@ -265,12 +268,10 @@ def load_network(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Mod
     :class:`~srgan_runtime.core.modelinfo.ModelInfo`. Another project's network is wrapped to
     be fed as every backend feeds it (size requirements padded, a grey network plane by plane:
     :mod:`srgan_runtime.core.fitting`), so it takes any RGB image."""
-    from srgan_runtime.core.modelinfo import describe
 
     info = describe(path)
     if info.format != "checkpoint":
         return load_generator(Path(info.path), device=device).model, info
-    from srgan_runtime.core.foreign import load_module
 
     return _Fitted(load_module(Path(info.path), str(device)), info).eval(), info
 
@@ -281,8 +282,6 @@ class _Fitted(nn.Module):
         self.net, self.info = net, info
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from srgan_runtime.core.fitting import fit_batch, unfit_output
-
         i = self.info
         fitted, shape = fit_batch(x.detach().cpu().numpy(), i.channels, i.min_input_size,
                                   i.input_multiple, i.square_only)

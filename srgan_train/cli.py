@@ -13,8 +13,17 @@ import click
 
 from srgan_runtime.core.cli import parse_dims, require_torch, toolkit_group
 from srgan_runtime.core.errors import UserError, first_line
+from srgan_runtime.core.files import check_output_file
+from srgan_runtime.core.imageio import downscale, load_rgb, save_png, upscale_bicubic
+from srgan_runtime.core.metrics import modcrop
+from srgan_runtime.core.modelinfo import describe, resolve_generator, resolve_weights
 from srgan_runtime.core.options import click_options
+from srgan_runtime.core.synth import write_textures
 
+from . import distributed
+from .compare import Box, Panel, comparison_strip, score_label
+from .config import PRESETS, preset_config
+from .evaluate import evaluate, format_table, load_eval_set, torch_upscaler
 from .settings import RESUMABLE_OVERRIDES, TrainConfig
 
 log = logging.getLogger("srgan_train")
@@ -35,7 +44,6 @@ def cli() -> None:
 @click.pass_context
 def fit(ctx: click.Context, out: Path, resume: bool, overwrite: bool, **opts) -> None:
     """Train a generator (phase pretrain: pixel loss; phase gan: + adversarial/perceptual)."""
-    from . import distributed
     from .train import Trainer, discard_failed_run, prepare_run_dir
 
     if resume and overwrite:
@@ -131,7 +139,6 @@ def _fit_values(opts: dict) -> dict:
 
 def _fill_from_init(values: dict) -> dict:
     """Default --preset and --scale to the --init generator's, and check they agree."""
-    from srgan_runtime.core.modelinfo import describe, resolve_generator
 
     if values["init"] is None:
         values["preset"] = values["preset"] or "small"
@@ -151,8 +158,6 @@ def _fill_from_init(values: dict) -> dict:
 # --- eval ---------------------------------------------------------------------------------------
 
 def _resolve_weights(ckpt: Path) -> Path:
-    from srgan_runtime.core.modelinfo import resolve_weights
-
     return resolve_weights(ckpt)
 
 
@@ -172,7 +177,6 @@ def eval_cmd(ckpt: Path | None, data: Path, scale: str | None, bicubic_only: boo
              as_json: bool, device: str, self_ensemble: bool) -> None:
     """PSNR/SSIM (Y, standard protocol) of a generator, or another project's checkpoint
     (.pth, .pt, .ckpt, .safetensors), on a folder, beside bicubic."""
-    from .evaluate import evaluate, format_table, load_eval_set
 
     upscale = None
     label = "model"
@@ -225,13 +229,8 @@ def eval_cmd(ckpt: Path | None, data: Path, scale: str | None, bicubic_only: boo
 def compare(hr_image: Path, lr_image: Path | None, models: tuple[str, ...], box: str, zoom: int,
             out: Path, overwrite: bool, device: str) -> None:
     """Side-by-side crops: bicubic | each model | HR, labelled with whole-image PSNR/SSIM."""
-    from srgan_runtime.core.files import check_output_file
-    from srgan_runtime.core.imageio import downscale, load_rgb, save_png, upscale_bicubic
-    from srgan_runtime.core.metrics import modcrop
 
     from .checkpoint import load_network
-    from .compare import Box, Panel, comparison_strip, score_label
-    from .evaluate import torch_upscaler
     from .train import pick_device
 
     crop = Box.parse(box)
@@ -265,7 +264,6 @@ def compare(hr_image: Path, lr_image: Path | None, models: tuple[str, ...], box:
 def presets() -> None:
     """List the generator presets."""
     from .archs import build_generator, count_parameters
-    from .config import PRESETS, preset_config
 
     for name, (cfg, desc) in PRESETS.items():
         n = count_parameters(build_generator(preset_config(name)))
@@ -276,7 +274,6 @@ def presets() -> None:
 @click.argument("ckpt", type=click.Path(path_type=Path))
 def info(ckpt: Path) -> None:
     """Describe a model (generator, run folder, bundled name, ONNX file or plan) as JSON."""
-    from srgan_runtime.core.modelinfo import describe
 
     click.echo(json.dumps(describe(ckpt).as_dict(), indent=2, sort_keys=True))
 
@@ -288,7 +285,6 @@ def info(ckpt: Path) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 def synth(folder: Path, count: int, size: str, seed: int) -> None:
     """Write procedural test images (for demos without image data)."""
-    from srgan_runtime.core.synth import write_textures
 
     h, w = parse_dims(size, 2, "--size HxW, e.g. 192x256")
     if count < 1 or h < 16 or w < 16:

@@ -15,7 +15,7 @@ import numpy as np
 
 from srgan_runtime.core.errors import ImageError, UserError
 from srgan_runtime.core.files import IMAGE_SUFFIXES, list_images
-from srgan_runtime.core.imageio import downscale, load_rgb
+from srgan_runtime.core.imageio import downscale, load_rgb, to_nchw
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,6 @@ class PatchDataset:
         import torch
 
         lr, hr = self.sample(index)
-        from srgan_runtime.core.imageio import to_nchw
 
         return torch.from_numpy(to_nchw(lr)[0]), torch.from_numpy(to_nchw(hr)[0])
 

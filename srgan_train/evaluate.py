@@ -11,7 +11,8 @@ import numpy as np
 
 from srgan_runtime.core.errors import ImageError, UserError
 from srgan_runtime.core.imageio import to_nchw, upscale_bicubic
-from srgan_runtime.core.metrics import score_sr
+from srgan_runtime.core.metrics import score_sr, to_uint8
+from srgan_runtime.core.table import RULE, text_table
 
 from .data import find_pairs, load_pair
 
@@ -114,7 +115,6 @@ def torch_upscaler(model, device="cpu", max_lr_pixels: int = 1 << 20,
     """
     import torch
 
-    from srgan_runtime.core.metrics import to_uint8
 
     def run(lr: np.ndarray) -> np.ndarray:
         if lr.shape[0] * lr.shape[1] > max_lr_pixels:
@@ -139,7 +139,6 @@ def torch_upscaler(model, device="cpu", max_lr_pixels: int = 1 << 20,
 
 def format_table(report: EvalReport, label: str = "model") -> str:
     """A per-image table with the bicubic baseline beside the model, and the mean row."""
-    from srgan_runtime.core.table import RULE, text_table
 
     has_model = bool(report.images) and report.images[0].psnr is not None
     columns = [("image", "<16"), ("bicubic PSNR", ">12.4f"), ("SSIM", ">7.4f")]

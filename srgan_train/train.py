@@ -21,6 +21,7 @@ from torch import nn
 from srgan_runtime.core import __version__
 from srgan_runtime.core.errors import UserError, first_line
 
+from . import distributed
 from .archs import Discriminator, Generator, build_generator, count_parameters
 from .checkpoint import (
     PREVIOUS,
@@ -201,8 +202,6 @@ class Trainer:
     """One training run. ``fit()`` runs to ``config.steps`` or until ``request_stop()``."""
 
     def __init__(self, config: TrainConfig, *, resume: bool = False) -> None:
-        from . import distributed
-
         self.cfg = config.resolved()
         self.run_dir = Path(self.cfg.out)
         # Under torchrun, join the job (already done by `srtrain fit`; here for API users).

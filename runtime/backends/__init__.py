@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from ..core.errors import UserError
+from ..core.machine import native_bf16
 from ..core.modelinfo import ModelInfo, describe, onnx_variant
 from ..onnx_cache import cached_onnx, converter_available
 from .base import Backend, Output, quantize
@@ -106,7 +107,6 @@ def auto_precision(backend: str, device: str, kind: str) -> tuple[str, str]:
     """``--precision auto``: fp16 on CUDA, bf16 on a CPU that computes bf16 natively
     (AVX512_BF16 or AMX, read from the CPU's flags), else fp32; each only where the support
     table has it for this backend and model. Returns the precision and why, in words."""
-    from ..core.machine import native_bf16
 
     if device.startswith("cuda"):
         want, why = "fp16", "CUDA"

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import UserError, first_line
+from ..core.fitting import unfit_output
 from ..core.modelinfo import ModelInfo
 from .base import Backend, Output
+from .pytorch import quantize_torch
 from .spec import TORCH_HINT, BackendSpec
 
 
@@ -84,7 +86,6 @@ class AotiBackend(Backend):
         if (x.shape[0], x.shape[2], x.shape[3]) != want:
             raise UserError(f"{self.info.path}: the package takes {want[0]}x{want[1]}x{want[2]} "
                             f"batches only, not {x.shape[0]}x{x.shape[2]}x{x.shape[3]}")
-        from ..core.fitting import unfit_output
 
         return unfit_output(self.forward_device(x), shape, self.scale)
 
@@ -99,8 +100,6 @@ class AotiBackend(Backend):
         return self._forward(batch).cpu().numpy()
 
     def run(self, batch: np.ndarray, bits: int = 8) -> Output:
-        from .pytorch import quantize_torch
-
         with self._lock:
             return quantize_torch(self._forward(batch), bits)
 

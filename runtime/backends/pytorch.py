@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import UserError
+from ..core.files import user_cache_dir
 from ..core.fitting import unfit_output
 from ..core.modelinfo import ModelInfo
 from .base import Backend, Output
@@ -96,7 +97,6 @@ class TorchBackend(Backend):
     def _compile(self, mode: str, tile_hint: tuple[int, int] | None) -> None:
         import os
 
-        from ..core.files import user_cache_dir
 
         if mode not in COMPILE_MODES:
             raise UserError(f"--compile-mode {mode!r}: one of {', '.join(COMPILE_MODES)}")

@@ -13,9 +13,11 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import UserError
+from ..core.fitting import fit_batch, unfit_output
 from ..core.manifest import Manifest, read_manifest
 from ..core.modelinfo import ModelInfo
 from .base import Backend, Output
+from .pytorch import quantize_torch
 from .spec import BackendSpec
 
 INSTALL_HINT = "pip install 'srgan-toolkit[tensorrt]' on a machine with an NVIDIA GPU and driver"
@@ -281,8 +283,6 @@ class TrtBackend(Backend):
         return self.runner.limits
 
     def fit(self, batch: np.ndarray):
-        from ..core.fitting import fit_batch
-
         i = self.info
         return fit_batch(batch, i.channels, max(i.min_input_size, self.runner.limits.min_side),
                          i.input_multiple, i.square_only)
@@ -298,8 +298,6 @@ class TrtBackend(Backend):
     def run(self, batch: np.ndarray, bits: int = 8) -> Output:
         import torch
 
-        from ..core.fitting import unfit_output
-        from .pytorch import quantize_torch
 
         with self._lock:
             fitted, shape = self.fit(batch)

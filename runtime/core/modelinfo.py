@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import UserError, first_line
 from .foreign import SUFFIXES as FOREIGN_SUFFIXES
+from .foreign import describe_checkpoint
 from .generator import (
     ARCH,
     generator_config,
@@ -414,8 +415,6 @@ def onnx_body_precision(model) -> str:
 
 
 def _describe_checkpoint(path: Path, scale: int | None = None) -> ModelInfo:
-    from .foreign import describe_checkpoint
-
     return ModelInfo(**describe_checkpoint(path)).validate(path)  # type: ignore[arg-type]
 
 

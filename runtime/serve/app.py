@@ -23,10 +23,13 @@ import click
 
 from ..core.cli import FiniteFloat
 from ..core.errors import ImageError, SkippedImage, UserError
+from ..core.imageio import encode_image, load_image
+from ..core.modelinfo import bundled_models, describe, resolve_model
 from ..core.options import setting
 from ..settings import UpscaleSettings
+from ..upscaler import Upscaler
 from .jobs import CANCELLED, Job, JobQueue, QueueFull, Stopping
-from .server import HttpConfig
+from .server import HttpConfig, make_server, run_until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +100,6 @@ class Models:
     """The models on offer, opened on first use (the default one at start)."""
 
     def __init__(self, config: ServeConfig, factory=None) -> None:
-        from ..core.modelinfo import bundled_models, describe, resolve_model
-
         specs = config.models or tuple(bundled_models())
         self.paths: dict[str, Path] = {}
         for spec in specs:
@@ -126,8 +127,6 @@ class Models:
 
 
 def _upscaler(path: Path, config: ServeConfig):
-    from ..upscaler import Upscaler
-
     return Upscaler(path, config.upscale)
 
 
@@ -141,7 +140,6 @@ class _Service:
 
     def run(self, job: Job) -> None:
         """Upscale and encode one job (a queue worker)."""
-        from ..core.imageio import encode_image
 
         def on_tile(_key, done: int, total: int) -> None:
             job.done, job.total = done, total
@@ -206,7 +204,6 @@ class _Service:
     def _decode(self, data: bytes):
         """The upload decoded as the command line decodes files (one reader), from a private
         temporary file with a random name, removed whatever happens."""
-        from ..core.imageio import load_image
 
         fd, tmp = tempfile.mkstemp(dir=self.upload_dir, suffix=".upload")
         try:
@@ -374,7 +371,6 @@ def _add_api(app, service: _Service) -> None:
 def serve(config: ServeConfig, http: HttpConfig | None = None) -> int:
     """Run the app under waitress (a production WSGI server; never Flask's debug server) until
     Ctrl-C or SIGTERM (:mod:`srgan_runtime.serve.server`); returns the exit status."""
-    from .server import make_server, run_until_stopped
 
     http = http or HttpConfig()
     app = create_app(config)
