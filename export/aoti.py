@@ -69,7 +69,6 @@ def _module(source: Path, info: ModelInfo, precision: str, device: str):
     ``srrun --backend torch --precision fp16/bf16``); channels_last."""
     import torch
 
-
     net = load_network(info, device).to(memory_format=torch.channels_last)
     if precision == "fp32":
         return net
@@ -88,7 +87,6 @@ def export_aoti(source: Path, out: Path, options: AotiOptions | None = None):
     the precision's parity gate against PyTorch fp32. Returns the package's description and
     the parity report (None without ``verify``)."""
     import torch
-
 
     out = Path(out)
     check_output_path(out, (options or AotiOptions()).overwrite)
@@ -129,7 +127,6 @@ def export_aoti(source: Path, out: Path, options: AotiOptions | None = None):
 def verify_package(package: Path, source: Path, data_dir: Path | None = None):
     """The package (on its device) against the source in PyTorch fp32 on the CPU, on real
     images fitted to its fixed shape, under the gate of its precision."""
-
 
     info = describe(package)
     backend = AotiBackend(info)

@@ -542,7 +542,6 @@ def counted_macs_per_lr_pixel(info: ModelInfo) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-
     x, _ = fit_batch(np.zeros((1, 3, 64, 64), np.float32), info.channels, info.min_input_size,
                      info.input_multiple, info.square_only)
     net = load_network(info, "cpu")

@@ -155,7 +155,6 @@ def trt(model: Path, out: Path, fp16: bool, min_s, opt_s, max_s, static, workspa
         no_verify: bool, data_dir, overwrite: bool) -> None:
     """Build a TensorRT engine from an ONNX file, with a JSON manifest beside it."""
 
-
     check_output_path(out, overwrite)
     info = describe(model, int(scale) if scale else None)
     if info.format != "onnx":
@@ -207,8 +206,6 @@ def aoti(model: str, out: Path, device: str, precision: str, tile: int, batch: i
     """Compile a generator or checkpoint ahead of time (AOTInductor) into a .pt2 package for
     one device, precision and tile; run it with 'srrun upscale --model X.pt2'."""
     import time
-
-
 
     t0 = time.perf_counter()
     try:

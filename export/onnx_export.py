@@ -68,13 +68,9 @@ class OnnxExportResult:
 def load_source(path: Path):
     """The fp32 eval-mode network of a generator file or another project's checkpoint: the
     module to export and the parity reference."""
-    if describe(path).format == "checkpoint":
-        from srgan_runtime.core.foreign import load_module
+    from srgan_train.checkpoint import load_module
 
-        return load_module(Path(path))
-    from srgan_train.checkpoint import load_generator
-
-    return load_generator(Path(path)).model
+    return load_module(describe(path), "cpu", "reference")
 
 
 def _deploy_module(model, fp16: bool, info: ModelInfo | None = None):
@@ -126,7 +122,6 @@ def example_input(info: ModelInfo, static: tuple[int, int, int] | None):
     """The tracing input: the static shape, or batch 2 and unequal sides (so that no dimension
     specialises to a constant) of a size the architecture accepts."""
     import torch
-
 
     if static:
         b, h, w = static
@@ -360,7 +355,6 @@ def _export_verified(module, network, base: ModelInfo, opts: OnnxExportOptions,
 
 def _calibration(generator_path: Path, opts: OnnxExportOptions) -> list:
     """The calibration crops for ``--int8``, read before any export work."""
-
 
     folder = opts.calibration
     if folder is None:

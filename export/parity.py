@@ -254,7 +254,6 @@ def torch_reference(model, device: str = "cpu", info: ModelInfo | None = None
     grey models plane by plane)."""
     import torch
 
-
     model = model.float().eval().to(device)
 
     def run(x: np.ndarray) -> np.ndarray:

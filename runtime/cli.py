@@ -10,10 +10,10 @@ import click
 
 from srgan_runtime.core.cli import toolkit_group
 
+from . import pipeline
 from .backends.support import support_summary
 from .core.modelinfo import bundled_models, describe, onnx_variant
 from .core.options import click_options, take
-from .pipeline import plan_job, run_job, write_report
 from .serve.app import ServeConfig
 from .serve.app import serve as run_server
 from .serve.server import HttpConfig
@@ -62,7 +62,7 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out_arg: str, engine: s
     # Everything that can be checked without the model is checked first.
     settings = take(UpscaleSettings, options)
     write = take(WriteOptions, options)
-    job = plan_job(list(inputs), out_arg, engine, settings, write, recursive, report)
+    job = pipeline.plan_job(list(inputs), out_arg, engine, settings, write, recursive, report)
     if ray_address is not None:
         from .raybatch import RaySettings, run_ray_job
 
@@ -74,11 +74,11 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out_arg: str, engine: s
     else:
         up = Upscaler(job.model, settings, progress=progress)
         log.info("%s", up.describe())
-        summary = run_job(up, job.files, job.out, write, progress=progress)
+        summary = pipeline.run_job(up, job.files, job.out, write, progress=progress)
         described = {"backend": up.describe()}
     click.echo(summary.line())  # before anything else can fail
     if report is not None:
-        write_report(summary, report, {"engine": str(job.model), **described})
+        pipeline.write_report(summary, report, {"engine": str(job.model), **described})
     if summary.interrupted:
         ctx.exit(130)
     if summary.failed:
@@ -91,7 +91,6 @@ def upscale(ctx: click.Context, inputs: tuple[str, ...], out_arg: str, engine: s
 def models(model: str | None, as_json: bool) -> None:
     """List the bundled models, or describe MODEL (a file, run folder or bundled name)."""
     import json
-
 
     found = {model: model} if model else bundled_models()
     if not found:

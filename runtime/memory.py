@@ -195,7 +195,6 @@ def _main() -> None:
     JSON (null where it cannot be measured)."""
     import sys
 
-
     model, name, precision, scale = sys.argv[1:5]
     fp = measure_here(open_backend(model, name, "cpu", precision, scale=int(scale), cache=False))
     print(json.dumps(None if fp is None else asdict(fp)))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .core.errors import UserError, first_line
+from .core.lazy import optional
 from .core.modelinfo import describe
 from .pipeline import (
     FileResult,
@@ -92,10 +93,7 @@ def _worker_class():
 
 
 def _connect(settings: RaySettings):
-    try:
-        import ray
-    except ImportError:
-        raise UserError("--ray needs Ray: pip install 'srgan-toolkit[ray]'") from None
+    ray = optional("ray", "pip install 'srgan-toolkit[ray]'", "--ray")
     started = not ray.is_initialized()
     if started:
         check_reachable(settings.address)

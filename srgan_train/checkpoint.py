@@ -21,7 +21,7 @@ from srgan_runtime.core import __version__
 from srgan_runtime.core.errors import UserError, first_line
 from srgan_runtime.core.files import atomic_write
 from srgan_runtime.core.fitting import fit_batch, unfit_output
-from srgan_runtime.core.foreign import load_module
+from srgan_runtime.core.foreign import load_module as load_foreign
 from srgan_runtime.core.generator import (
     ARCH,
     FORMAT,
@@ -33,7 +33,7 @@ from srgan_runtime.core.generator import (
 from srgan_runtime.core.modelinfo import describe
 from srgan_runtime.core.statedict import mismatch_text
 
-from .archs import Generator, build_generator
+from .archs import Generator, build_generator, subpixel_tail
 from .config import GeneratorConfig
 
 
@@ -263,17 +263,45 @@ def _safe_reason(exc: BaseException) -> str:
     return line
 
 
+def _own_generator(info: Any, device: str | torch.device) -> nn.Module:
+    return load_generator(Path(info.path), device=device).model
+
+
+def _spandrel(info: Any, device: str | torch.device) -> nn.Module:
+    return load_foreign(Path(info.path), str(device))
+
+
+# The architectures PyTorch weights come in, by model format: this toolkit's generator beside
+# every architecture spandrel reads. A new trainable architecture is a loader and a row here.
+ARCHITECTURES = {"generator": _own_generator, "checkpoint": _spandrel}
+PURPOSES = ("reference", "run", "evaluate")
+
+
+def load_module(info: Any, device: str | torch.device = "cpu",
+                purpose: str = "reference") -> nn.Module:
+    """The eval-mode network of a model with PyTorch weights (its ``ModelInfo``), for one
+    purpose: ``reference``, fp32 as stored (export traces it, parity compares with it);
+    ``run``, the runtime's form (this toolkit's generator with its tail moved before the last
+    PixelShuffle: the same function, wider and faster kernels); ``evaluate``, a network that
+    takes any RGB image (another project's fed as every backend feeds it: size requirements
+    padded, a grey network plane by plane)."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose {purpose!r} is not one of {PURPOSES}")
+    loader = ARCHITECTURES.get(info.format)
+    if loader is None:
+        raise UserError(f"{info.path}: a {info.format} file holds no PyTorch weights")
+    net = loader(info, device)
+    if purpose == "run" and info.format == "generator":
+        net = subpixel_tail(net)
+    if purpose == "evaluate" and info.format == "checkpoint":
+        net = _Fitted(net, info)
+    return net.eval()
+
+
 def load_network(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Any]:
-    """The eval-mode network of a generator file or of another project's checkpoint, and its
-    :class:`~srgan_runtime.core.modelinfo.ModelInfo`. Another project's network is wrapped to
-    be fed as every backend feeds it (size requirements padded, a grey network plane by plane:
-    :mod:`srgan_runtime.core.fitting`), so it takes any RGB image."""
-
+    """:func:`load_module` for evaluation, from a path; with the model's description."""
     info = describe(path)
-    if info.format != "checkpoint":
-        return load_generator(Path(info.path), device=device).model, info
-
-    return _Fitted(load_module(Path(info.path), str(device)), info).eval(), info
+    return load_module(info, device, "evaluate"), info
 
 
 class _Fitted(nn.Module):

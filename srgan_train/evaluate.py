@@ -115,7 +115,6 @@ def torch_upscaler(model, device="cpu", max_lr_pixels: int = 1 << 20,
     """
     import torch
 
-
     def run(lr: np.ndarray) -> np.ndarray:
         if lr.shape[0] * lr.shape[1] > max_lr_pixels:
             raise UserError(

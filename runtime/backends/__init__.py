@@ -9,8 +9,8 @@ import importlib.util
 import logging
 from pathlib import Path
 
+from ..core import machine
 from ..core.errors import UserError
-from ..core.machine import native_bf16
 from ..core.modelinfo import ModelInfo, describe, onnx_variant
 from ..onnx_cache import cached_onnx, converter_available
 from .base import Backend, Output, quantize
@@ -45,9 +45,7 @@ def _default_device(info: ModelInfo) -> str:
     if info.format == "aoti":  # compiled for one device
         return info.extra.get("device", "cpu")
     if info.torch_weights and installed("torch"):
-        from ..core.machine import may_have_cuda
-
-        if not may_have_cuda():
+        if not machine.may_have_cuda():
             return "cpu"
         import torch
 
@@ -110,7 +108,7 @@ def auto_precision(backend: str, device: str, kind: str) -> tuple[str, str]:
 
     if device.startswith("cuda"):
         want, why = "fp16", "CUDA"
-    elif native_bf16():
+    elif machine.native_bf16():
         want, why = "bf16", "this CPU has native bf16"
     else:
         return "fp32", "this CPU has no native bf16 (AVX512_BF16/AMX)"

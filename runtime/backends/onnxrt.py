@@ -10,6 +10,7 @@ import numpy as np
 
 from ..core.errors import UserError, first_line
 from ..core.files import user_cache_dir
+from ..core.lazy import optional
 from ..core.modelinfo import ModelInfo
 from .base import Backend
 from .spec import BackendSpec
@@ -77,11 +78,8 @@ class OrtBackend(Backend):
 
     def __init__(self, info: ModelInfo, device: str = "cpu", threads: int = 0,
                  opt_level: str = "all", tile_hint: tuple[int | None, int] | None = None) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise UserError("onnxruntime is not installed: pip install 'srgan-toolkit[onnx]' "
-                            "(or [onnx-gpu] for CUDA)") from None
+        ort = optional("onnxruntime", "pip install 'srgan-toolkit[onnx]' (or [onnx-gpu] for "
+                       "CUDA)")
         super().__init__(info, info.precision, device)
         available = ort.get_available_providers()
         self._gpu = device.startswith("cuda")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.errors import UserError, first_line
+from ..core.lazy import optional
 from ..core.modelinfo import ModelInfo
 from .base import Backend
 from .spec import BackendSpec
@@ -16,11 +17,7 @@ class OpenVinoBackend(Backend):
 
     def __init__(self, info: ModelInfo, device: str = "cpu", precision: str = "fp32",
                  threads: int = 0) -> None:
-        try:
-            import openvino as ov
-        except ImportError:
-            raise UserError("openvino is not installed: pip install 'srgan-toolkit[openvino]'"
-                            ) from None
+        ov = optional("openvino", "pip install 'srgan-toolkit[openvino]'")
         super().__init__(info, precision, device)
         core = ov.Core()
         config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",

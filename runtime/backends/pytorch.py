@@ -4,8 +4,6 @@ runtime that imports them)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from ..core.errors import UserError
@@ -97,7 +95,6 @@ class TorchBackend(Backend):
     def _compile(self, mode: str, tile_hint: tuple[int, int] | None) -> None:
         import os
 
-
         if mode not in COMPILE_MODES:
             raise UserError(f"--compile-mode {mode!r}: one of {', '.join(COMPILE_MODES)}")
         if mode == "auto":
@@ -176,16 +173,11 @@ class TorchBackend(Backend):
 
 
 def load_network(info: ModelInfo, device: str = "cpu"):
-    """The eval-mode network of a generator file (its tail moved before the last PixelShuffle:
-    the same function, wider and faster kernels) or of another project's checkpoint."""
-    if info.format == "checkpoint":
-        from ..core.foreign import load_module
+    """The network the PyTorch backend runs (``srgan_train.checkpoint.load_module``, purpose
+    ``run``)."""
+    from srgan_train.checkpoint import load_module
 
-        return load_module(Path(info.path), device)
-    from srgan_train.archs import subpixel_tail
-    from srgan_train.checkpoint import load_generator
-
-    return subpixel_tail(load_generator(Path(info.path), device=device).model).eval()
+    return load_module(info, device, "run")
 
 
 def _problem(device: str, precision: str, stored: str) -> str | None:

@@ -298,7 +298,6 @@ class TrtBackend(Backend):
     def run(self, batch: np.ndarray, bits: int = 8) -> Output:
         import torch
 
-
         with self._lock:
             fitted, shape = self.fit(batch)
             y = torch.cat([self.runner.run_torch(self.runner.to_device(part))

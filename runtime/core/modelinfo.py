@@ -27,6 +27,7 @@ from .generator import (
 from .generator import (
     FORMAT as GENERATOR_FORMAT,
 )
+from .lazy import optional
 from .manifest import ENGINE_SUFFIXES, read_manifest
 from .statedict import refuse_nonfinite
 
@@ -102,7 +103,7 @@ class ModelInfo:
         """Precisions the model can be computed in (which backend offers each: the support
         table in :mod:`srgan_runtime.backends.support`)."""
         ok = {"fp16": self.fp16_ok, "bf16": self.bf16_ok}
-        if self.format in TORCH_FORMATS:
+        if self.torch_weights:
             return tuple(p for p in ("fp32", "fp16", "bf16") if ok.get(p, True))
         if self.format == "onnx":
             if self.precision == "fp32":
@@ -113,7 +114,8 @@ class ModelInfo:
     @property
     def torch_weights(self) -> bool:
         """A generator or foreign checkpoint: weights that PyTorch runs (and export reads)."""
-        return self.format in TORCH_FORMATS
+        fmt = MODEL_FORMATS.get(self.format)
+        return fmt is not None and fmt.torch_weights
 
     def summary(self) -> str:
         """One line for listings."""
@@ -187,7 +189,7 @@ class ModelInfo:
         if self.precision not in STORED_PRECISIONS:
             raise UserError(f"{where}: model metadata precision={self.precision!r} is not "
                             f"{', '.join(STORED_PRECISIONS)}")
-        if self.format not in FORMATS:
+        if self.format not in MODEL_FORMATS:
             raise UserError(f"{where}: unknown model format {self.format!r}")
         if self.static_shape:
             parse_static_shape(self.static_shape, where)
@@ -359,11 +361,8 @@ def _onnx_nonfinite(model) -> list[str]:
 
 
 def _describe_onnx(path: Path, scale: int | None) -> ModelInfo:
-    try:
-        import onnx
-    except ImportError:
-        raise UserError(f"{path}: reading ONNX files needs the onnx package: pip install "
-                        "'srgan-toolkit[onnx]' (or [openvino])") from None
+    onnx = optional("onnx", "pip install 'srgan-toolkit[onnx]' (or [openvino]) to read ONNX "
+                    "files", path)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
@@ -517,5 +516,3 @@ MODEL_FORMATS: dict[str, ModelFormat] = {f.name: f for f in (
     ModelFormat("aoti", (AOTI_SUFFIX,), "an AOTInductor package", _describe_aoti,
                 made_by="srexport aoti"),
 )}
-FORMATS = tuple(MODEL_FORMATS)
-TORCH_FORMATS = tuple(n for n, f in MODEL_FORMATS.items() if f.torch_weights)

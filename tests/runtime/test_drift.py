@@ -75,3 +75,25 @@ def test_every_written_format_is_offered_by_srrun_format(fmt: str, tmp_path: Pat
     assert written.suffix == f".{fmt}"
     with Image.open(written) as im:
         assert im.format == FORMATS[fmt] and im.size == (96, 80)
+
+
+def test_a_new_model_format_is_one_reader_and_one_row(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Detection, ``describe``, the refusal where weights are needed and the unknown-suffix
+    message all follow the table: nothing else names the formats."""
+    from srgan_runtime.core.modelinfo import ModelFormat, ModelInfo, describe
+
+    def read_toy(path: Path, scale: int | None) -> ModelInfo:
+        return ModelInfo(scale=3, format="toy", arch="toy-net", precision="fp16")
+
+    monkeypatch.setitem(MODEL_FORMATS, "toy", ModelFormat(
+        "toy", (".toy",), "a toy model", read_toy, made_by="the toy exporter"))
+    path = tmp_path / "m.toy"
+    path.write_bytes(b"toy")
+    info = describe(path)
+    assert (info.format, info.scale, info.arch, info.precisions) == ("toy", 3, "toy-net",
+                                                                      ("fp16",))
+    with pytest.raises(Exception, match="a toy model made by 'the toy exporter'"):
+        resolve_weights(path)
+    with pytest.raises(Exception, match=r"\.toy"):
+        format_of(tmp_path / "m.unknown")
