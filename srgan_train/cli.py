@@ -76,6 +76,12 @@ def fit(ctx: click.Context, out: Path, resume: bool, overwrite: bool, **opts) ->
         with logging_redirect_tqdm(loggers=[log]):
             trainer = Trainer(cfg, resume=resume)
             result = trainer.fit()
+        # Every rank done with its collectives, and the DDP wrapper (its gloo work) gone,
+        # before any rank tears the group down: a rank that destroyed it while its peer was
+        # still finishing aborted now and then on a loaded 2-core machine (SIGABRT,
+        # "terminate called without an active exception"; the old code too, 1 run in 14).
+        distributed.barrier()
+        del trainer
     except BaseException:
         if created:
             discard_failed_run(out)
