@@ -21,6 +21,7 @@ is removed in every case."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -162,18 +163,30 @@ def make_server(app, http: HttpConfig, body_limit: int):
     return server
 
 
+class _ClosedTrigger(logging.Filter):
+    """Once the port is closed, a request thread that finishes wakes the (ended) loop through
+    its closed trigger and waitress logs the EBADF with a traceback: expected then, and not
+    the user's concern."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, OSError) and exc.errno == errno.EBADF)
+
+
 def run_until_stopped(server, queue, upload_dir: str, http: HttpConfig) -> int:
     """Serve until SIGINT or SIGTERM, then stop in order (see the module's docstring).
     Returns the exit status: 0 after an orderly stop, 1 when jobs outlived the shutdown
     timeout; a second Ctrl-C exits at once with 130."""
     signals = _Signals()
     handlers = {s: signal.signal(s, signals) for s in (signal.SIGINT, signal.SIGTERM)}
+    quiet = _ClosedTrigger()
     loop = threading.Thread(target=server.run, name="srrun-http", daemon=True)
     loop.start()
     try:
         while not signals.event.wait(0.5) and loop.is_alive():
             pass
         why = signals.name or "the server loop ended"
+        logging.getLogger("waitress").addFilter(quiet)
         _close_sockets(server, loop)  # the port closes: no new connection, no new work
         running, cancelled = queue.stop()
         log.warning("stopping (%s): port closed, %d queued job(s) cancelled, %d running; "
@@ -197,6 +210,7 @@ def run_until_stopped(server, queue, upload_dir: str, http: HttpConfig) -> int:
         return 0
     finally:
         shutil.rmtree(upload_dir, ignore_errors=True)
+        logging.getLogger("waitress").removeFilter(quiet)
         for s, h in handlers.items():
             signal.signal(s, h)
 

@@ -341,3 +341,24 @@ def test_a_second_ctrl_c_quits_at_once_without_a_traceback(tmp_path) -> None:
     assert "Ctrl-C again" in seen and "Traceback" not in seen, seen
     assert proc.returncode == 130, seen  # the whole-image tile takes seconds: cut short
     assert not list(tmp.glob("srrun-serve-*"))
+
+
+def test_a_request_finishing_after_the_port_closed_logs_no_traceback() -> None:
+    """The CI run of 2026-12-08 caught waitress logging 'Exception when servicing' with an
+    EBADF traceback: a request thread that finished after the stop had closed the trigger.
+    Once stopping, that record is dropped; every other one still goes through."""
+    import errno
+    import logging
+
+    from srgan_runtime.serve.server import _ClosedTrigger
+
+    def record(exc: BaseException | None) -> logging.LogRecord:
+        info = (type(exc), exc, None) if exc else None
+        return logging.LogRecord("waitress", logging.ERROR, __file__, 1,
+                                 "Exception when servicing %r", ("ch",), info)
+
+    quiet = _ClosedTrigger()
+    assert not quiet.filter(record(OSError(errno.EBADF, "Bad file descriptor")))
+    assert quiet.filter(record(OSError(errno.EPIPE, "Broken pipe")))
+    assert quiet.filter(record(ValueError("a real bug")))
+    assert quiet.filter(record(None))
