@@ -285,19 +285,20 @@ def encode(pic: Picture, task: FileTask, write: WriteOptions) -> None:
                overwrite=True, png_level=write.png_level)
 
 
-def file_failure(exc: Exception) -> tuple[str, str]:
-    """The one exception policy of a job: what ``exc``, raised while one file was decoded,
-    upscaled or written, makes of that file (``skipped`` or ``failed``, and why). Whatever
-    it is, the job goes on; only a :class:`UserError` that is not about the file (a model
-    that cannot run at all) is raised again, as it would fail every file."""
+def file_failure(exc: Exception, stage: str = "read") -> tuple[str, str]:
+    """The one exception policy of a job: what ``exc``, raised while one file was read and
+    upscaled (``stage`` ``"read"``) or written (``"write"``), makes of that file (``skipped``
+    or ``failed``, and why). Whatever it is, the job goes on; only a :class:`UserError` that
+    is not about the file (a model that cannot run at all) is raised again, as it would fail
+    every file."""
     if isinstance(exc, SkippedImage):
         return "skipped", exc.reason
     if isinstance(exc, ImageError):
         return "failed", exc.reason
     if isinstance(exc, UserError):
         raise exc
-    if isinstance(exc, OSError | ValueError):
-        return "failed", f"cannot write: {exc}" if isinstance(exc, OSError) else str(exc)
+    if stage == "write" and isinstance(exc, OSError | ValueError):
+        return "failed", f"cannot write: {exc}"
     return "failed", f"{type(exc).__name__}: {exc}"
 
 
@@ -311,6 +312,7 @@ def process_file(upscaler: Upscaler, task: FileTask, write: WriteOptions) -> Fil
     result, never an exception (:func:`file_failure`)."""
     t0 = time.perf_counter()
     res = FileResult(str(task.src), str(task.dst), "ok")
+    stage = "read"
     try:
         pic, notes = decode(task, write, upscaler.size_problem)
         res.warnings += notes
@@ -320,10 +322,11 @@ def process_file(upscaler: Upscaler, task: FileTask, write: WriteOptions) -> Fil
         if out is None:
             res.status, res.error = "failed", stats.error
         else:
+            stage = "write"
             encode(out, task, write)
             res.out_size = [out.width, out.height]
     except Exception as exc:
-        res.status, res.error = file_failure(exc)
+        res.status, res.error = file_failure(exc, stage)
     res.seconds = round(time.perf_counter() - t0, 4)
     return res
 
@@ -465,7 +468,7 @@ class _FolderJob:
         try:
             fut.result()
         except Exception as exc:
-            self.finish(k, *file_failure(exc))
+            self.finish(k, *file_failure(exc, "write"))
             return
         self.mp_out += pic.width * pic.height / 1e6  # only what reached the disk counts
         self.finish(k, "ok")

@@ -67,8 +67,17 @@ def _main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", default="192x256", help="HxW of each image")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
-    h, w = (int(v) for v in a.size.lower().split("x"))
-    for path in write_textures(a.folder, a.count, (h, w), a.seed):
+    try:
+        h, w = (int(v) for v in a.size.lower().split("x"))
+    except ValueError:
+        ap.error(f"--size {a.size!r}: expected HxW, e.g. 240x320")
+    if a.count < 1 or min(h, w) < 8:
+        ap.error("--count must be >= 1 and each side of --size >= 8")
+    try:
+        paths = write_textures(a.folder, a.count, (h, w), a.seed)
+    except OSError as exc:
+        ap.exit(2, f"{ap.prog}: error: {a.folder}: {exc.strerror or exc}\n")
+    for path in paths:
         print(path)
 
 

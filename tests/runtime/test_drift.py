@@ -97,3 +97,21 @@ def test_a_new_model_format_is_one_reader_and_one_row(tmp_path: Path,
         resolve_weights(path)
     with pytest.raises(Exception, match=r"\.toy"):
         format_of(tmp_path / "m.unknown")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--size", "abc"], "--size 'abc': expected HxW"),
+    (["--size", "2x2"], "each side of --size >= 8"),
+    (["--count", "0"], "--count must be >= 1"),
+])
+def test_make_demo_image_writer_refuses_bad_options_in_one_line(args: list[str], message: str,
+                                                                tmp_path: Path) -> None:
+    r = _cli("srgan_runtime.core.synth", str(tmp_path / "d"), *args)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_make_demo_image_writer_names_an_unwritable_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = _cli("srgan_runtime.core.synth", str(blocker / "d"))
+    assert r.returncode == 2 and f"{blocker / 'd'}:" in r.stderr and "Traceback" not in r.stderr

@@ -148,3 +148,12 @@ def test_process_file_writes_what_run_job_writes(tmp_path: Path, set5: Path) -> 
     pipeline.run_job(up, [(src, src.parent)], tmp_path / "two.png", progress=False)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "one.png")),
                           np.asarray(Image.open(tmp_path / "two.png")))
+
+
+def test_a_read_failure_is_not_called_a_write_failure() -> None:
+    """The one policy keeps the stage's wording: an OSError while reading names its type; only
+    a write's OSError or ValueError reads 'cannot write'."""
+    err = OSError(2, "No such file or directory")
+    assert pipeline.file_failure(err, "read") == ("failed", f"FileNotFoundError: {err}")
+    assert pipeline.file_failure(err, "write") == ("failed", f"cannot write: {err}")
+    assert pipeline.file_failure(ValueError("bad"), "write") == ("failed", "cannot write: bad")
