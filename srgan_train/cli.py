@@ -49,7 +49,8 @@ def fit(ctx: click.Context, out: Path, resume: bool, overwrite: bool, **opts) ->
     if resume and overwrite:
         raise UserError("--resume and --overwrite exclude each other")
     # Under torchrun (WORLD_SIZE > 1): join the process group; rank 0 alone writes the run.
-    rank0 = distributed.init_from_env(str(opts.get("device") or "auto")).main
+    dist_info = distributed.init_from_env(str(opts.get("device") or "auto"))
+    rank0 = dist_info.main
     cmdline = click.core.ParameterSource.COMMANDLINE
     given = {k for k in opts if ctx.get_parameter_source(k) == cmdline}
     values = _fit_values(opts)
@@ -76,11 +77,7 @@ def fit(ctx: click.Context, out: Path, resume: bool, overwrite: bool, **opts) ->
         with logging_redirect_tqdm(loggers=[log]):
             trainer = Trainer(cfg, resume=resume)
             result = trainer.fit()
-        # Every rank done with its collectives, and the DDP wrapper (its gloo work) gone,
-        # before any rank tears the group down: a rank that destroyed it while its peer was
-        # still finishing aborted now and then on a loaded 2-core machine (SIGABRT,
-        # "terminate called without an active exception"; the old code too, 1 run in 14).
-        distributed.barrier()
+        distributed.barrier()  # every rank done with its collectives before any tears down
         del trainer
     except BaseException:
         if created:
@@ -88,18 +85,26 @@ def fit(ctx: click.Context, out: Path, resume: bool, overwrite: bool, **opts) ->
         raise
     finally:
         distributed.shutdown()
-    if not rank0:
-        return
-    best = (f"; best val PSNR {result.best_psnr:.3f} dB at step {result.best_step}"
-            if result.best_psnr is not None else "")
-    click.echo(
-        f"{'interrupted' if result.interrupted else 'done'}: step {result.step}/{cfg.steps} "
-        f"in {result.seconds:.1f} s ({result.samples_per_s:.1f} samples/s){best}; "
-        f"generator: {result.generator}"
-    )
-    if result.interrupted:
-        click.echo(f"checkpoint saved; continue with: {resume_hint(out)}", err=True)
-        ctx.exit(130)
+    if rank0:
+        best = (f"; best val PSNR {result.best_psnr:.3f} dB at step {result.best_step}"
+                if result.best_psnr is not None else "")
+        click.echo(
+            f"{'interrupted' if result.interrupted else 'done'}: step {result.step}/"
+            f"{cfg.steps} in {result.seconds:.1f} s ({result.samples_per_s:.1f} samples/s)"
+            f"{best}; generator: {result.generator}"
+        )
+        if result.interrupted:
+            click.echo(f"checkpoint saved; continue with: {resume_hint(out)}", err=True)
+    code = 130 if rank0 and result.interrupted else 0
+    if dist_info.enabled:
+        # Everything is written and the group destroyed. A torchrun worker skips the
+        # interpreter's finalisation: gloo's threads could still hold Python objects there,
+        # and tearing them down aborted a rank now and then on a loaded 2-core machine
+        # (SIGABRT, "terminate called without an active exception"; 4 of ~130 torchrun runs,
+        # the previous main's code too, a barrier before the teardown did not stop it).
+        distributed.exit_now(code)
+    if code:
+        ctx.exit(code)
 
 
 def resume_hint(out: Path) -> str:

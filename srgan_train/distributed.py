@@ -73,6 +73,21 @@ def shutdown() -> None:
         _INFO = DistInfo()
 
 
+def exit_now(code: int) -> None:
+    """End this process with ``code`` after flushing its output and logs, without the
+    interpreter's finalisation (see ``srtrain fit``: gloo's threads can abort it)."""
+    import contextlib
+    import logging
+    import os
+    import sys
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
 def shard_indices(start_step: int, total_steps: int, batch: int, rank: int,
                   world: int) -> list[int]:
     """The sample indices rank ``rank`` of ``world`` trains on, step by step."""
